@@ -1,0 +1,1 @@
+"""Repository root conftest: the plugin itself is registered through its pytest11 entry point."""

@@ -1,0 +1,50 @@
+"""Data parallel under pytest-xdist: each worker gets one fixed, contiguous shard of the items.
+
+xdist's load scheduler hands items out a few at a time, so a worker cannot batch "its" requests
+up front. Here the controller sends worker k exactly the items `shard(k)`, and the worker
+computes the same shard from its own `workerinput`, so it batches its whole share at once and no
+document is computed by two workers. Contiguous shards keep a task's documents (and their
+shared few-shot prefixes) together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdist.scheduler import LoadScheduling
+
+WORKERINPUT_KEY = "lmeval_shard"
+
+
+def shard(count: int, workers: int, index: int) -> range:
+    return range(index * count // workers, (index + 1) * count // workers)
+
+
+def worker_index(workerinput: dict[str, Any]) -> int:
+    return int(str(workerinput["workerid"]).removeprefix("gw"))
+
+
+class ShardScheduling(LoadScheduling):
+    """LoadScheduling whose first distribution is the fixed shards; after a worker crash the
+    left-over items go to the remaining workers as usual (they compute them on demand)."""
+
+    def schedule(self) -> None:
+        assert self.collection_is_completed
+        if self.collection is not None:
+            for node in self.nodes:
+                self.check_schedule(node)
+            return
+        if not self._check_nodes_have_same_collection():
+            self.log("**Different tests collected, aborting run**")
+            return
+        self.collection = next(iter(self.node2collection.values()))
+        total = len(self.collection)
+        workers = len(self.nodes)
+        self.pending[:] = []
+        for node in self.nodes:
+            indices = list(shard(total, workers, worker_index(node.workerinput)))
+            if indices:
+                self.node2pending[node].extend(indices)
+                node.send_runtest_some(indices)
+        for node in self.nodes:
+            node.shutdown()

@@ -1,0 +1,189 @@
+"""Command-line options (each also settable as an `lmeval_*` ini key) and their parsing."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import LmevalError
+from .models.base import ModelSpec, parse_model, parse_model_args
+
+# (flag, ini/dest name, help)
+_OPTIONS = [
+    ("--model", "model", "model to evaluate as BACKEND:NAME (hf:EleutherAI/pythia-160m, hf:/path)"),
+    ("--model-args", "model_args", "comma-separated k=v passed to the backend / from_pretrained"),
+    ("--device", "device", "device for the model (cuda, cuda:1, cpu); default: cuda if present"),
+    ("--batch-size", "batch_size", "requests per forward pass, or 'auto' (default: auto)"),
+    ("--tasks", "tasks", "tasks, groups, tags or wildcards, comma-separated; 'list' lists them"),
+    ("--num-fewshot", "num_fewshot", "few-shot examples per prompt (default: the task's own)"),
+    ("--limit", "limit", "first N documents per task, or a fraction (0.1) of each task"),
+    ("--seed", "seed", "seed of the few-shot sampler (default 1234, as lm-eval)"),
+    ("--data-dir", "data_dir", "offline data mirror folder (also LMEVAL_DATA_DIR)"),
+    ("--output-path", "output_path", "output folder (default reports/<model>/<timestamp>/)"),
+    ("--include-path", "include_path", "extra folder(s) of task YAML, os.pathsep-separated"),
+]
+
+
+def addoptions(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lmeval", "language-model evaluation (pytest-lmeval)")
+    for flag, dest, help_text in _OPTIONS:
+        group.addoption(flag, dest=f"lmeval_{dest}", default=None, help=help_text)
+        parser.addini(f"lmeval_{dest}", help_text, default=None)
+    group.addoption(
+        "--log-samples",
+        dest="lmeval_log_samples",
+        action="store_true",
+        default=None,
+        help="write samples/<task>.jsonl with every document's prompt, answers and scores",
+    )
+    parser.addini("lmeval_log_samples", "write per-document samples", type="bool", default=False)
+    group.addoption(
+        "--item-outcome",
+        dest="lmeval_item_outcome",
+        choices=("scored", "correct"),
+        default=None,
+        help="'scored' (default): an item passes when scored; 'correct': it fails when wrong",
+    )
+    parser.addini("lmeval_item_outcome", "scored or correct", default=None)
+    parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: ModelSpec | None
+    device: str | None
+    batch_size: int | str
+    tasks: str | None
+    num_fewshot: int | None
+    limit: int | float | None
+    seed: int
+    data_dir: Path | None
+    output_path: str | None
+    include_paths: tuple[Path, ...]
+    log_samples: bool
+    item_outcome: str
+    model_args_text: str | None
+
+    def output_dir(self, rootdir: Path, started: datetime) -> Path:
+        if self.output_path:
+            return Path(self.output_path)
+        label = re.sub(r"[^A-Za-z0-9._-]+", "__", self.model.name if self.model else "none")
+        return rootdir / "reports" / label.strip("_") / started.strftime("%Y-%m-%dT%H-%M-%S")
+
+
+def _raw(config: pytest.Config, name: str) -> tuple[Any, bool]:
+    """The option's value and whether it came from the ini file."""
+    value = config.getoption(f"lmeval_{name}")
+    if value is not None:
+        return value, False
+    ini = config.getini(f"lmeval_{name}")
+    return (ini if ini not in ("", None) else None), True
+
+
+def _ini_path(config: pytest.Config, value: str, from_ini: bool) -> Path:
+    path = Path(os.path.expanduser(value))
+    if from_ini and not path.is_absolute():
+        path = config.rootpath / path
+    return path
+
+
+def _int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise LmevalError(f"--{name} {value!r}: expected a whole number") from None
+
+
+def parse_options(config: pytest.Config) -> RunOptions:
+    model_text, _ = _raw(config, "model")
+    model_args_text, _ = _raw(config, "model_args")
+    model = None
+    if model_text:
+        backend, name = parse_model(str(model_text))
+        model = ModelSpec(backend, name, parse_model_args(model_args_text))
+    elif model_args_text:
+        parse_model_args(model_args_text)  # still report malformed args at once
+
+    batch, _ = _raw(config, "batch_size")
+    batch_size: int | str = "auto"
+    if batch is not None and str(batch) != "auto":
+        batch_size = _int("batch-size", batch)
+        if batch_size < 1:
+            raise LmevalError(f"--batch-size {batch!r}: must be at least 1, or 'auto'")
+
+    shots, _ = _raw(config, "num_fewshot")
+    num_fewshot = None if shots is None else _int("num-fewshot", shots)
+    if num_fewshot is not None and num_fewshot < 0:
+        raise LmevalError(f"--num-fewshot {shots!r}: must be 0 or more")
+
+    limit_raw, _ = _raw(config, "limit")
+    limit: int | float | None = None
+    if limit_raw is not None:
+        try:
+            limit = float(limit_raw)
+        except ValueError:
+            raise LmevalError(f"--limit {limit_raw!r}: expected N documents or a fraction") from None
+        if limit <= 0:
+            raise LmevalError(f"--limit {limit_raw!r}: must be positive")
+        if limit >= 1:
+            if limit != int(limit):
+                raise LmevalError(f"--limit {limit_raw!r}: a count must be a whole number")
+            limit = int(limit)
+
+    seed_raw, _ = _raw(config, "seed")
+    seed = 1234 if seed_raw is None else _int("seed", seed_raw)
+
+    data_raw, from_ini = _raw(config, "data_dir")
+    data_dir = None
+    if data_raw is None and os.environ.get("LMEVAL_DATA_DIR"):
+        data_raw, from_ini = os.environ["LMEVAL_DATA_DIR"], False
+    if data_raw is not None:
+        data_dir = _ini_path(config, str(data_raw), from_ini)
+        if not data_dir.is_dir():
+            raise LmevalError(f"--data-dir {data_raw!r}: no such folder ({data_dir.resolve()})")
+
+    include_raw, from_ini = _raw(config, "include_path")
+    includes = tuple(
+        _ini_path(config, p, from_ini) for p in str(include_raw or "").split(os.pathsep) if p
+    )
+    for path in includes:
+        if not path.is_dir():
+            raise LmevalError(f"--include-path {str(path)!r}: no such folder")
+
+    log_samples = config.getoption("lmeval_log_samples")
+    if log_samples is None:
+        log_samples = bool(config.getini("lmeval_log_samples"))
+    outcome, _ = _raw(config, "item_outcome")
+    outcome = outcome or "scored"
+    if outcome not in ("scored", "correct"):
+        raise LmevalError(f"lmeval_item_outcome {outcome!r}: use 'scored' or 'correct'")
+
+    output, from_ini = _raw(config, "output_path")
+    device, _ = _raw(config, "device")
+    tasks, _ = _raw(config, "tasks")
+    return RunOptions(
+        model=model,
+        device=device,
+        batch_size=batch_size,
+        tasks=tasks,
+        num_fewshot=num_fewshot,
+        limit=limit,
+        seed=seed,
+        data_dir=data_dir,
+        output_path=str(_ini_path(config, output, from_ini)) if output else None,
+        include_paths=includes,
+        log_samples=log_samples,
+        item_outcome=outcome,
+        model_args_text=model_args_text,
+    )
+
+
+def evals_dirs(config: pytest.Config, options: RunOptions) -> list[Path]:
+    dirs = [config.rootpath / d for d in str(config.getini("lmeval_evals_dir")).split()]
+    return [d for d in dirs if d.is_dir()] + list(options.include_paths)

@@ -1,0 +1,211 @@
+"""pytest hooks and fixtures: options, collection, the model run, and the summary. Thin on
+purpose: the work lives in the modules these hooks call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import distribute
+from .engine import run_requests
+from .errors import LmevalError
+from .models.base import Backend, load_backend
+from .options import addoptions
+from .progress import progress_bar
+from .report import summary
+from .scoring import ScoredDoc, score
+from .session import DocRef, LmevalState, lmeval_ref
+
+STATE = pytest.StashKey[LmevalState]()
+SCORED = pytest.StashKey[dict[str, Any]]()
+
+
+def state_of(config: pytest.Config) -> LmevalState:
+    return config.stash[STATE]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    addoptions(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("lmeval_tasks") != "list":
+        return None
+    state = LmevalState.from_config(config)
+    print(state.registry.describe())
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lmeval: a benchmark document evaluated by pytest-lmeval")
+    state = LmevalState.from_config(config)
+    config.stash[STATE] = state
+    config.pluginmanager.register(_Collector(state), "lmeval-collector")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    opts = state_of(config).options
+    if opts.model is None:
+        return None
+    return [f"lmeval: model {opts.model.label}" + (f" ({opts.model_args_text})" if opts.model_args_text else "")]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    state_of(session.config).prepare(list(session.config.args))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    owns = state_of(config).owns_test_file(collection_path)
+    return None if owns is None or owns else True
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "lmeval_doc" not in metafunc.fixturenames:
+        return
+    tasks = state_of(metafunc.config).tasks_in(Path(metafunc.module.__file__).parent)
+    refs = [DocRef(t.name, i) for t in tasks for i in range(len(t.docs))]
+    metafunc.parametrize("lmeval_doc", refs, ids=[str(r) for r in refs], indirect=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if lmeval_ref(item) is not None:
+            item.add_marker("lmeval")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state_of(session.config).build_requests(session.items)
+
+
+def pytest_configure_node(node: Any) -> None:  # xdist controller, per worker
+    node.workerinput[distribute.WORKERINPUT_KEY] = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if state_of(config).options.model is None or config.getoption("dist") != "load":
+        return None
+    return distribute.ShardScheduling(config, log)
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+def _shown(config: pytest.Config) -> Callable[[], Any]:
+    """A context that lets progress reach the terminal although pytest captures output."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    return capman.global_and_fixture_disabled
+
+
+@pytest.fixture(scope="session")
+def lm(pytestconfig: pytest.Config) -> Backend:
+    """The model under evaluation (from --model), loaded once per session."""
+    state = state_of(pytestconfig)
+    spec = state.options.model
+    if spec is None:
+        raise LmevalError("no model given: pass --model BACKEND:NAME")
+    with _shown(pytestconfig)():
+        print(f"\nlmeval: loading {spec.label} ...", flush=True)
+    backend = load_backend(spec, device=state.options.device, batch_size=state.options.batch_size)
+    state.model_info = backend.info()
+    return backend
+
+
+def _my_items(session: pytest.Session) -> list[pytest.Item]:
+    workerinput = getattr(session.config, "workerinput", None)
+    if not workerinput or not workerinput.get(distribute.WORKERINPUT_KEY):
+        return session.items
+    span = distribute.shard(
+        len(session.items), int(workerinput["workercount"]), distribute.worker_index(workerinput)
+    )
+    return session.items[span.start : span.stop]
+
+
+@pytest.fixture(scope="session")
+def lmeval_answers(request: pytest.FixtureRequest, lm: Backend) -> dict:
+    """Every selected document's requests, answered in one pass of the engine."""
+    state = state_of(request.config)
+    work = [state.work[i.nodeid] for i in _my_items(request.session) if i.nodeid in state.work]
+    with _shown(request.config)():
+        answers, stats = run_requests(
+            lm, (r for w in work for r in w.requests), progress_bar(request.config)
+        )
+    state.answers = answers
+    state.engine_stats = {
+        "requests": stats.requested,
+        "unique_requests": stats.unique,
+        "model_seconds": round(stats.seconds, 3),
+    }
+    return answers
+
+
+@pytest.fixture
+def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict, lm: Backend) -> ScoredDoc:
+    """The document of this item, scored. Benchmarks' test functions take this fixture."""
+    state = state_of(request.config)
+    ref: DocRef = request.param
+    work = state.work[request.node.nodeid]
+    missing = [r for r in work.requests if r not in lmeval_answers]
+    if missing:  # not in this worker's shard (e.g. re-sent after a worker crashed)
+        extra, _ = run_requests(lm, missing, lambda kind, n: lambda k: None)
+        lmeval_answers.update(extra)
+    task = state.tasks[ref.task]
+    try:
+        scored = score(task, work, lmeval_answers, state.options.log_samples)
+    except Exception as exc:
+        request.node.stash[SCORED] = {
+            "task": ref.task, "doc_id": ref.doc_id, "error": f"{type(exc).__name__}: {exc}"
+        }
+        raise
+    scored.item_outcome = state.options.item_outcome
+    request.node.stash[SCORED] = scored.record
+    for metric, value in scored.metrics.items():
+        request.node.user_properties.append((metric, value))
+    return scored
+
+
+# -- reports --------------------------------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator:
+    report = yield
+    record = item.stash.get(SCORED, None)
+    if record is not None and (
+        call.when == "call" or (call.when == "setup" and report.failed)
+    ):
+        # Plain JSON data: xdist serializes extra report attributes and restores them.
+        report.lmeval = record
+        item.stash[SCORED] = None
+    return report
+
+
+class _Collector:
+    """Receives every test report on the controlling process (also under xdist)."""
+
+    def __init__(self, state: LmevalState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "lmeval", None)
+        if record is None or self.state.is_worker:
+            return
+        (self.state.failures if "error" in record else self.state.records).append(record)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = state_of(session.config)
+    if state.is_worker or not (state.records or state.failures):
+        return
+    summary.finish(state)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = state_of(config)
+    if state.is_worker or not (state.records or state.failures):
+        return
+    summary.print_summary(state, terminalreporter)

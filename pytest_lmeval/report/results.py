@@ -1,0 +1,118 @@
+"""results.json (lm-eval's schema) and samples/<task>.jsonl, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..tasks import Registry, Task
+from .aggregate import Results
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file beside the target, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _git_hash(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
+            timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("pytest-lmeval", "torch", "transformers", "accelerate", "datasets", "pytest"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def build_results(
+    results: Results,
+    tasks: dict[str, Task],
+    registry: Registry,
+    run_config: dict[str, Any],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    names = results.task_names
+    groups = results.group_names
+    doc = {
+        "results": {n: e.to_json() for n, e in results.entries.items()},
+        "groups": {n: results.entries[n].to_json() for n in groups},
+        "group_subtasks": {
+            **{g: results.group_subtasks[g] for g in reversed(groups)},
+            **{t: [] for t in names},
+        },
+        "configs": {
+            n: {**tasks[n].config.to_record(), "num_fewshot": tasks[n].num_fewshot} for n in names
+        },
+        "versions": {
+            **{n: tasks[n].config.version for n in names},
+            **{g: registry.groups[g].version for g in groups},
+        },
+        "n-shot": {n: tasks[n].num_fewshot for n in names},
+        "higher_is_better": {
+            **{n: tasks[n].config.higher_is_better() for n in names},
+            **{
+                g: {m: True for m in results.entries[g].values} for g in groups
+            },
+        },
+        "n-samples": {
+            n: {"original": tasks[n].original_size, "effective": results.entries[n].n}
+            for n in names
+        },
+        "config": run_config,
+        "git_hash": _git_hash(Path.cwd()),
+        "pretty_env_info": f"{platform.platform()} / Python {sys.version.split()[0]}",
+        "package_versions": _versions(),
+        **extra,
+    }
+    return doc
+
+
+def write_results(out_dir: Path, doc: dict[str, Any]) -> Path:
+    path = out_dir / "results.json"
+    atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+def write_samples(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if "sample" in rec:
+            by_task[rec["task"]].append(rec["sample"])
+    paths = []
+    for task, samples in by_task.items():
+        samples.sort(key=lambda s: s["doc_id"])
+        text = "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for s in samples)
+        path = out_dir / "samples" / f"{task}.jsonl"
+        atomic_write(path, text)
+        paths.append(path)
+    return paths

@@ -1,0 +1,90 @@
+"""End of a run on the controlling process: aggregate, write the output folder, print tables."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from ..session import LmevalState
+from . import table
+from .aggregate import Results, aggregate
+from .results import build_results, write_results, write_samples
+
+
+def _run_config(state: LmevalState) -> dict[str, Any]:
+    opts = state.options
+    return {
+        "model": opts.model.backend if opts.model else None,
+        "model_name": opts.model.name if opts.model else None,
+        "model_args": opts.model_args_text,
+        "model_args_parsed": dict(opts.model.args) if opts.model else {},
+        "batch_size": opts.batch_size,
+        "device": opts.device,
+        "limit": opts.limit,
+        "num_fewshot": opts.num_fewshot,
+        "fewshot_seed": opts.seed,
+        "tasks": opts.tasks,
+        "data_dir": str(opts.data_dir) if opts.data_dir else None,
+        "log_samples": opts.log_samples,
+        "item_outcome": opts.item_outcome,
+    }
+
+
+def finish(state: LmevalState) -> None:
+    results = aggregate(state.records, state.tasks, state.registry, state.picked)
+    state.results = results
+    if not results.entries and not state.failures:
+        return
+    out_dir = state.output_dir()
+    ended = datetime.now(timezone.utc)
+    extra = {
+        "model_name": state.options.model.label if state.options.model else None,
+        "model_info": state.model_info,
+        "engine": state.engine_stats,
+        "not_scored": state.failures,
+        "date": time.time(),
+        "start_time": state.started.isoformat(),
+        "end_time": ended.isoformat(),
+        "total_evaluation_time_seconds": str((ended - state.started).total_seconds()),
+    }
+    doc = build_results(results, state.tasks, state.registry, _run_config(state), extra)
+    state.output_files = [write_results(out_dir, doc)]
+    if state.options.log_samples:
+        state.output_files += write_samples(out_dir, state.records)
+
+
+def print_summary(state: LmevalState, reporter: Any) -> None:
+    results: Results | None = state.results
+    if results is None:
+        return
+    tasks = {n: state.tasks[n] for n in results.task_names}
+    versions: dict[str, object] = {n: t.config.version for n, t in tasks.items()}
+    versions.update({g: state.registry.groups[g].version for g in results.group_names})
+    n_shot = {n: t.num_fewshot for n, t in tasks.items()}
+    hib = {n: t.config.higher_is_better() for n, t in tasks.items()}
+    hib.update({g: dict.fromkeys(results.entries[g].values, True) for g in results.group_names})
+    model = state.options.model.label if state.options.model else "?"
+    reporter.write_sep("=", "lmeval results")
+    reporter.write_line(
+        f"{model} ({state.options.model_args_text or 'no model args'}), "
+        f"limit: {state.options.limit}, num_fewshot: {state.options.num_fewshot}, "
+        f"batch_size: {state.options.batch_size}"
+    )
+    reporter.write_line(table.render(results, versions, n_shot, hib))
+    if results.group_names:
+        reporter.write_line("")
+        reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True))
+    partial = [n for n in results.group_names if results.entries[n].missing]
+    for name in partial:
+        missing = results.entries[name].missing
+        reporter.write_line(
+            f"note: group {name} is partial: {len(missing)} of its tasks were not run "
+            f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
+        )
+    if state.failures:
+        reporter.write_line(f"{len(state.failures)} documents could not be scored:", red=True)
+        for fail in state.failures[:20]:
+            reporter.write_line(f"  {fail['task']}-{fail['doc_id']}: {fail['error']}", red=True)
+    for path in state.output_files:
+        reporter.write_line(f"lmeval: wrote {path}")

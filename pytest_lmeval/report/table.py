@@ -1,0 +1,62 @@
+"""The terminal summary: lm-eval's markdown results table, so the numbers look familiar."""
+
+from __future__ import annotations
+
+from ..metrics import NA
+from .aggregate import FILTER, Results
+
+HEADERS = ["Tasks", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"]
+RIGHT = {"Version", "n-shot", "Value", "Stderr"}
+
+
+def _fmt(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.4f}"
+
+
+def _markdown(rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    widths = [max(w, 3) if HEADERS[i] else max(w, 1) for i, w in enumerate(widths)]
+
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(
+            c.rjust(w) if HEADERS[i] in RIGHT else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ) + "|"
+
+    rule = "|" + "|".join(
+        "-" * (w - 1) + ":" if HEADERS[i] in RIGHT else "-" * w for i, w in enumerate(widths)
+    ) + "|"
+    return "\n".join([line(HEADERS), rule, *(line(r) for r in rows)])
+
+
+def render(
+    results: Results,
+    versions: dict[str, object],
+    n_shot: dict[str, object],
+    higher_is_better: dict[str, dict[str, bool]],
+    groups_only: bool = False,
+) -> str:
+    rows: list[list[str]] = []
+    for name, entry in results.entries.items():
+        if groups_only and not entry.is_group:
+            continue
+        alias = entry.alias + (" (partial)" if entry.missing else "")
+        first = True
+        for metric, value in entry.values.items():
+            arrow = {True: "↑", False: "↓"}.get(higher_is_better.get(name, {}).get(metric), " ")
+            stderr = entry.stderrs.get(metric, NA)
+            rows.append([
+                alias if first else "",
+                str(versions.get(name, "")) if first else "",
+                FILTER,
+                str(n_shot.get(name, "")) if first and not entry.is_group else "",
+                metric,
+                arrow,
+                _fmt(value),
+                "±" if stderr != NA else "",
+                _fmt(stderr) if stderr != NA else NA,
+            ])
+            first = False
+        if first:  # a group without aggregate metrics still gets its row
+            rows.append([alias, str(versions.get(name, "")), "", "", "", "", "", "", ""])
+    return _markdown(rows) if rows else ""

@@ -1,0 +1,123 @@
+"""The run's state, one object per pytest session (kept on `config.stash`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import LmevalError
+from .options import RunOptions, evals_dirs, parse_options
+from .requests import Request, Response
+from .tasks import DocRequests, Registry, Task
+
+
+@dataclass(frozen=True)
+class DocRef:
+    """The parameter of a document's item: small, so collection stays light."""
+
+    task: str
+    doc_id: int
+
+    def __str__(self) -> str:
+        return f"{self.task}-{self.doc_id}"
+
+
+def _under(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class LmevalState:
+    config: pytest.Config
+    options: RunOptions
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    _registry: Registry | None = None
+    picked: list[str] | None = None  # what --tasks named (groups kept as groups)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    work: dict[str, DocRequests] = field(default_factory=dict)  # nodeid -> requests
+    answers: dict[Request, Response] | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)  # controller only
+    failures: list[dict[str, Any]] = field(default_factory=list)  # documents not scored
+    model_info: dict[str, Any] = field(default_factory=dict)
+    engine_stats: dict[str, Any] = field(default_factory=dict)
+    results: Any = None  # report.aggregate.Results, once the run is over
+    output_files: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> LmevalState:
+        return cls(config=config, options=parse_options(config))
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry.scan(evals_dirs(self.config, self.options))
+        return self._registry
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    # -- selection and data -------------------------------------------------------------------
+    def prepare(self, args: list[str]) -> None:
+        """Resolve which tasks run and load their documents, before collection."""
+        registry = self.registry
+        if self.options.tasks:
+            self.picked = registry.resolve(self.options.tasks)
+            leaves = [leaf for name in self.picked for leaf in registry.leaves(name)]
+        else:
+            roots = [Path(a.split("::")[0]) for a in args]
+            roots = [r.parent if r.is_file() else r for r in roots]
+            leaves = [
+                name
+                for name, cfg in registry.tasks.items()
+                if any(_under(cfg.source, root) for root in roots)
+            ]
+        for name in dict.fromkeys(leaves):
+            self.tasks[name] = Task(
+                registry.tasks[name],
+                data_dir=self.options.data_dir,
+                num_fewshot=self.options.num_fewshot,
+                limit=self.options.limit,
+                seed=self.options.seed,
+            )
+
+    def tasks_in(self, folder: Path) -> list[Task]:
+        return [t for t in self.tasks.values() if _under(t.config.source, folder)]
+
+    def owns_test_file(self, path: Path) -> bool | None:
+        """For a test file inside a benchmark folder: whether any selected task lives beside it.
+        None for files outside the benchmark folders (not ours to judge)."""
+        dirs = evals_dirs(self.config, self.options)
+        if not any(_under(path, d) for d in dirs):
+            return None
+        return bool(self.tasks_in(path.parent))
+
+    def build_requests(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            ref = lmeval_ref(item)
+            if ref is not None:
+                self.work[item.nodeid] = self.tasks[ref.task].build(ref.doc_id)
+        if self.work and self.options.model is None and not self.config.option.collectonly:
+            raise LmevalError(
+                f"{len(self.work)} documents selected but no model given: "
+                "pass --model BACKEND:NAME (e.g. --model hf:EleutherAI/pythia-160m)"
+            )
+
+    def output_dir(self) -> Path:
+        return self.options.output_dir(self.config.rootpath, self.started)
+
+
+def lmeval_ref(item: pytest.Item) -> DocRef | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    ref = callspec.params.get("lmeval_doc")
+    return ref if isinstance(ref, DocRef) else None

@@ -1,0 +1,7 @@
+"""Task declarations (lm-eval YAML), data loading, prompts and the task registry."""
+
+from .config import GroupConfig, TaskConfig
+from .registry import Registry
+from .task import DocRequests, Task
+
+__all__ = ["DocRequests", "GroupConfig", "Registry", "Task", "TaskConfig"]

@@ -1,0 +1,107 @@
+"""Safe loading of lm-eval style task YAML: `include:` chains and `!function` helpers.
+
+YAML is parsed with a SafeLoader subclass; the only extension is `!function mod.fn`, which
+imports `mod.py` from the YAML file's own folder (never from elsewhere), as lm-eval does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import LmevalError
+
+
+def _import_helper(yaml_path: Path, dotted: str) -> Callable[..., Any]:
+    *module_parts, fn_name = dotted.split(".")
+    if not module_parts:
+        raise LmevalError(f"{yaml_path}: !function {dotted!r} must be 'module.function'")
+    module_path = yaml_path.parent / f"{'/'.join(module_parts)}.py"
+    if not module_path.is_file():
+        raise LmevalError(f"{yaml_path}: !function {dotted!r}: {module_path} does not exist")
+    mod_name = f"lmeval_task_helpers.{module_path.parent.name}.{'.'.join(module_parts)}"
+    module = sys.modules.get(mod_name)
+    if module is None or getattr(module, "__file__", None) != str(module_path):
+        spec = importlib.util.spec_from_file_location(mod_name, module_path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    try:
+        return getattr(module, fn_name)
+    except AttributeError:
+        raise LmevalError(
+            f"{yaml_path}: !function {dotted!r}: {module_path} has no {fn_name!r}"
+        ) from None
+
+
+class FunctionRef:
+    """A `!function` reference, resolved on first use so that scanning YAML stays cheap."""
+
+    def __init__(self, yaml_path: Path, dotted: str) -> None:
+        self.yaml_path = yaml_path
+        self.dotted = dotted
+        self._fn: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._fn is None:
+            self._fn = _import_helper(self.yaml_path, self.dotted)
+        return self._fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"!function {self.dotted}"
+
+
+def _loader_for(path: Path) -> type[yaml.SafeLoader]:
+    class TaskLoader(yaml.SafeLoader):
+        pass
+
+    def function(loader: yaml.SafeLoader, node: yaml.Node) -> FunctionRef:
+        return FunctionRef(path, loader.construct_scalar(node))  # type: ignore[arg-type]
+
+    TaskLoader.add_constructor("!function", function)
+    return TaskLoader
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse one YAML file; a syntax error becomes 'file:line: message'."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_loader_for(path))  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise LmevalError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except OSError as exc:
+        raise LmevalError(f"{path}: cannot read: {exc.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LmevalError(f"{path}:1: a task file must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def load_task_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a task YAML, merging `include:` files beneath it (the including file wins)."""
+    path = path.resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise LmevalError(f"{path}: include cycle: {chain}")
+    data = read_yaml(path)
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    includes = include if isinstance(include, list) else [include]
+    merged: dict[str, Any] = {}
+    for name in includes:
+        inc_path = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not inc_path.is_file():
+            raise LmevalError(f"{path}: include: {name!r} not found (looked for {inc_path})")
+        merged.update(load_task_yaml(inc_path, (*_seen, path)))
+    merged.update(data)
+    return merged
