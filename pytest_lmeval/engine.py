@@ -42,9 +42,7 @@ def run_requests(
             continue
         method = getattr(backend, kind, None)
         if method is None:
-            raise RuntimeError(
-                f"backend {backend.spec.label} cannot answer {kind} requests"
-            )
+            raise RuntimeError(f"backend {backend.spec.label} cannot answer {kind} requests")
         stats.per_kind[kind] = len(todo)
         responses = method(todo, progress(kind, len(todo)))
         if len(responses) != len(todo):

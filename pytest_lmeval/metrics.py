@@ -35,9 +35,7 @@ def score_multiple_choice(
     return {m: out[m] for m in metrics}
 
 
-def score_loglikelihood(
-    ll: float, is_greedy: bool, metrics: Sequence[str]
-) -> dict[str, float]:
+def score_loglikelihood(ll: float, is_greedy: bool, metrics: Sequence[str]) -> dict[str, float]:
     out = {"acc": float(int(is_greedy)), "perplexity": ll}
     return {m: out[m] for m in metrics}
 
@@ -77,9 +75,7 @@ def weighted_mean(values: Sequence[float], sizes: Sequence[int], by_size: bool =
 
 def pooled_stderr(stderrs: Sequence[float], sizes: Sequence[int]) -> float:
     """lm-eval's pooled sample stderr for a group weighted by subtask size."""
-    var = sum((n - 1) * se**2 * n for n, se in zip(sizes, stderrs, strict=True)) / (
-        sum(sizes) - len(sizes)
-    )
+    var = sum((n - 1) * se**2 * n for n, se in zip(sizes, stderrs, strict=True)) / (sum(sizes) - len(sizes))
     return math.sqrt(var / sum(sizes))
 
 

@@ -149,9 +149,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
             raise LmevalError(f"--data-dir {data_raw!r}: no such folder ({data_dir.resolve()})")
 
     include_raw, from_ini = _raw(config, "include_path")
-    includes = tuple(
-        _ini_path(config, p, from_ini) for p in str(include_raw or "").split(os.pathsep) if p
-    )
+    includes = tuple(_ini_path(config, p, from_ini) for p in str(include_raw or "").split(os.pathsep) if p)
     for path in includes:
         if not path.is_dir():
             raise LmevalError(f"--include-path {str(path)!r}: no such folder")

@@ -51,7 +51,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     opts = state_of(config).options
     if opts.model is None:
         return None
-    return [f"lmeval: model {opts.model.label}" + (f" ({opts.model_args_text})" if opts.model_args_text else "")]
+    return [
+        f"lmeval: model {opts.model.label}" + (f" ({opts.model_args_text})" if opts.model_args_text else "")
+    ]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -133,9 +135,7 @@ def lmeval_answers(request: pytest.FixtureRequest, lm: Backend) -> dict:
     state = state_of(request.config)
     work = [state.work[i.nodeid] for i in _my_items(request.session) if i.nodeid in state.work]
     with _shown(request.config)():
-        answers, stats = run_requests(
-            lm, (r for w in work for r in w.requests), progress_bar(request.config)
-        )
+        answers, stats = run_requests(lm, (r for w in work for r in w.requests), progress_bar(request.config))
     state.answers = answers
     state.engine_stats = {
         "requests": stats.requested,
@@ -160,7 +160,9 @@ def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict, lm: Backend
         scored = score(task, work, lmeval_answers, state.options.log_samples)
     except Exception as exc:
         request.node.stash[SCORED] = {
-            "task": ref.task, "doc_id": ref.doc_id, "error": f"{type(exc).__name__}: {exc}"
+            "task": ref.task,
+            "doc_id": ref.doc_id,
+            "error": f"{type(exc).__name__}: {exc}",
         }
         raise
     scored.item_outcome = state.options.item_outcome
@@ -175,9 +177,7 @@ def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict, lm: Backend
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator:
     report = yield
     record = item.stash.get(SCORED, None)
-    if record is not None and (
-        call.when == "call" or (call.when == "setup" and report.failed)
-    ):
+    if record is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
         # Plain JSON data: xdist serializes extra report attributes and restores them.
         report.lmeval = record
         item.stash[SCORED] = None

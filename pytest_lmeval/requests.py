@@ -25,6 +25,23 @@ class Request:
     def loglikelihood(cls, context: str, continuation: str) -> Request:
         return cls("loglikelihood", (context, continuation))
 
+    @classmethod
+    def loglikelihood_rolling(cls, text: str) -> Request:
+        return cls("loglikelihood_rolling", (text,))
 
-# What a backend returns for each kind: loglikelihood -> (logprob, is_greedy).
+    @classmethod
+    def generate_until(cls, context: str, gen_kwargs: dict[str, Any]) -> Request:
+        """gen_kwargs (until, max_gen_toks, do_sample, temperature, ...) are frozen into a
+        sorted tuple so the request stays hashable; `gen_kwargs_of` gives the dict back."""
+        frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in gen_kwargs.items()))
+        return cls("generate_until", (context, frozen))
+
+    @property
+    def gen_kwargs(self) -> dict[str, Any]:
+        assert self.kind == "generate_until"
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.args[1]}
+
+
+# What a backend returns for each kind: loglikelihood -> (logprob, is_greedy);
+# loglikelihood_rolling -> logprob (float); generate_until -> generated text (str).
 Response = Any

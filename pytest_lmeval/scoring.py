@@ -45,9 +45,7 @@ class ScoredDoc:
             raise AssertionError(f"{self.task}-{self.doc_id} answered wrong ({shown})")
 
 
-def score(
-    task: Task, work: DocRequests, answers: dict[Request, Response], log_sample: bool
-) -> ScoredDoc:
+def score(task: Task, work: DocRequests, answers: dict[Request, Response], log_sample: bool) -> ScoredDoc:
     responses = [answers[r] for r in work.requests]
     cfg = task.config
     if cfg.output_type == "multiple_choice":

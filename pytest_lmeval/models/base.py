@@ -35,9 +35,10 @@ class Backend(Protocol):
 
     spec: ModelSpec
 
-    def loglikelihood(
-        self, requests: Sequence[Request], progress: Progress
-    ) -> list[tuple[float, bool]]: ...
+    def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]: ...
+
+    # Optional: loglikelihood_rolling(requests, progress) -> list[float] and
+    # generate_until(requests, progress) -> list[str]; the engine names a missing one.
 
     def info(self) -> dict[str, Any]:
         """Facts about the loaded model for results.json (dtype, device, max length...)."""
@@ -86,8 +87,7 @@ def parse_model_args(value: str | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise LmevalError(
-                f"--model-args: {part!r} is not key=value "
-                "(expected e.g. dtype=float32,revision=main)"
+                f"--model-args: {part!r} is not key=value (expected e.g. dtype=float32,revision=main)"
             )
         if key in out:
             raise LmevalError(f"--model-args: {key!r} is given twice")

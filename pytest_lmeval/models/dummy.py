@@ -20,9 +20,7 @@ class DummyBackend:
         fail_on = spec.args.get("fail_on")
         self.fail_on = str(fail_on) if fail_on is not None else None
 
-    def loglikelihood(
-        self, requests: Sequence[Request], progress: Progress
-    ) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
         out = []
         for req in requests:
             _context, continuation = req.args

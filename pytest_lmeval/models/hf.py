@@ -91,9 +91,7 @@ class HFBackend:
             config = transformers.AutoConfig.from_pretrained(path, **tok_kwargs)
             kind = args.get("backend") or ("seq2seq" if config.is_encoder_decoder else "causal")
             auto = (
-                transformers.AutoModelForSeq2SeqLM
-                if kind == "seq2seq"
-                else transformers.AutoModelForCausalLM
+                transformers.AutoModelForSeq2SeqLM if kind == "seq2seq" else transformers.AutoModelForCausalLM
             )
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_path, **tok_kwargs)
             self.model = auto.from_pretrained(path, **load_kwargs)
@@ -163,9 +161,7 @@ class HFBackend:
         return _Encoded(tuple(ctx), tuple(whole[len(ctx) :]))
 
     # -- log-likelihood -----------------------------------------------------------------------
-    def loglikelihood(
-        self, requests: Sequence[Request], progress: Progress
-    ) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
         encoded = [self.encode_pair(*req.args) for req in requests]
         for req, enc in zip(requests, encoded, strict=True):
             if not enc.continuation:
@@ -216,9 +212,7 @@ class HFBackend:
         for r, inp in enumerate(batch):
             padded[r, : len(inp)] = torch.tensor(inp, dtype=torch.long)
         # Only the positions that predict continuation tokens are needed: keep that tail.
-        first_needed = min(
-            len(inp) - max(len(encoded[i].continuation) for i in rows[inp]) for inp in batch
-        )
+        first_needed = min(len(inp) - max(len(encoded[i].continuation) for i in rows[inp]) for inp in batch)
         keep = width - max(first_needed, 0)
         kwargs = {"logits_to_keep": keep} if keep < width else {}
         logits = self.model(padded.to(self.device), **kwargs).logits
@@ -235,9 +229,7 @@ class HFBackend:
                 results[i] = (ll, greedy)
 
     @torch.no_grad()
-    def _seq2seq_loglikelihood(
-        self, encoded: list[_Encoded], progress: Progress
-    ) -> list[tuple[float, bool]]:
+    def _seq2seq_loglikelihood(self, encoded: list[_Encoded], progress: Progress) -> list[tuple[float, bool]]:
         results: list[tuple[float, bool]] = []
         size = 1 if self.batch_size == "auto" else int(self.batch_size)
         for start in range(0, len(encoded), size):

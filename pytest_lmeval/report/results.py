@@ -34,8 +34,12 @@ def atomic_write(path: Path, text: str) -> None:
 def _git_hash(cwd: Path) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
-            timeout=5, check=False,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -70,9 +74,7 @@ def build_results(
             **{g: results.group_subtasks[g] for g in reversed(groups)},
             **{t: [] for t in names},
         },
-        "configs": {
-            n: {**tasks[n].config.to_record(), "num_fewshot": tasks[n].num_fewshot} for n in names
-        },
+        "configs": {n: {**tasks[n].config.to_record(), "num_fewshot": tasks[n].num_fewshot} for n in names},
         "versions": {
             **{n: tasks[n].config.version for n in names},
             **{g: registry.groups[g].version for g in groups},
@@ -80,13 +82,10 @@ def build_results(
         "n-shot": {n: tasks[n].num_fewshot for n in names},
         "higher_is_better": {
             **{n: tasks[n].config.higher_is_better() for n in names},
-            **{
-                g: {m: True for m in results.entries[g].values} for g in groups
-            },
+            **{g: {m: True for m in results.entries[g].values} for g in groups},
         },
         "n-samples": {
-            n: {"original": tasks[n].original_size, "effective": results.entries[n].n}
-            for n in names
+            n: {"original": tasks[n].original_size, "effective": results.entries[n].n} for n in names
         },
         "config": run_config,
         "git_hash": _git_hash(Path.cwd()),

@@ -18,14 +18,20 @@ def _markdown(rows: list[list[str]]) -> str:
     widths = [max(w, 3) if HEADERS[i] else max(w, 1) for i, w in enumerate(widths)]
 
     def line(cells: list[str]) -> str:
-        return "|" + "|".join(
-            c.rjust(w) if HEADERS[i] in RIGHT else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ) + "|"
+        return (
+            "|"
+            + "|".join(
+                c.rjust(w) if HEADERS[i] in RIGHT else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + "|"
+        )
 
-    rule = "|" + "|".join(
-        "-" * (w - 1) + ":" if HEADERS[i] in RIGHT else "-" * w for i, w in enumerate(widths)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join("-" * (w - 1) + ":" if HEADERS[i] in RIGHT else "-" * w for i, w in enumerate(widths))
+        + "|"
+    )
     return "\n".join([line(HEADERS), rule, *(line(r) for r in rows)])
 
 
@@ -45,17 +51,19 @@ def render(
         for metric, value in entry.values.items():
             arrow = {True: "↑", False: "↓"}.get(higher_is_better.get(name, {}).get(metric), " ")
             stderr = entry.stderrs.get(metric, NA)
-            rows.append([
-                alias if first else "",
-                str(versions.get(name, "")) if first else "",
-                FILTER,
-                str(n_shot.get(name, "")) if first and not entry.is_group else "",
-                metric,
-                arrow,
-                _fmt(value),
-                "±" if stderr != NA else "",
-                _fmt(stderr) if stderr != NA else NA,
-            ])
+            rows.append(
+                [
+                    alias if first else "",
+                    str(versions.get(name, "")) if first else "",
+                    FILTER,
+                    str(n_shot.get(name, "")) if first and not entry.is_group else "",
+                    metric,
+                    arrow,
+                    _fmt(value),
+                    "±" if stderr != NA else "",
+                    _fmt(stderr) if stderr != NA else NA,
+                ]
+            )
             first = False
         if first:  # a group without aggregate metrics still gets its row
             rows.append([alias, str(versions.get(name, "")), "", "", "", "", "", "", ""])

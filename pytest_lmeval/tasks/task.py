@@ -173,9 +173,7 @@ class Task:
         description = self._field("description", self.config.description, doc, where)
         question = self._field("doc_to_text", self.config.doc_to_text, doc, where)
         if not isinstance(question, str):
-            raise LmevalError(
-                f"task {self.name!r}: doc_to_text must give text on {where}, got {question!r}"
-            )
+            raise LmevalError(f"task {self.name!r}: doc_to_text must give text on {where}, got {question!r}")
         shots = "".join(self._fewshot_example(i) for i in self.fewshot_indices(doc_id))
         return description + shots + question
 
@@ -188,12 +186,8 @@ class Task:
         if cfg.output_type == "multiple_choice":
             choices = tuple(self._field("doc_to_choice", cfg.doc_to_choice, doc, where))
             if not choices or not all(isinstance(c, str) for c in choices):
-                raise LmevalError(
-                    f"task {self.name!r}: doc_to_choice must give a list of strings on {where}"
-                )
-            requests = tuple(
-                Request.loglikelihood(ctx, f"{cfg.target_delimiter}{c}") for c in choices
-            )
+                raise LmevalError(f"task {self.name!r}: doc_to_choice must give a list of strings on {where}")
+            requests = tuple(Request.loglikelihood(ctx, f"{cfg.target_delimiter}{c}") for c in choices)
         else:  # loglikelihood
             if not isinstance(target, str):
                 raise LmevalError(f"task {self.name!r}: doc_to_target must give text on {where}")

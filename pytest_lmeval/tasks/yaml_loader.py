@@ -35,9 +35,7 @@ def _import_helper(yaml_path: Path, dotted: str) -> Callable[..., Any]:
     try:
         return getattr(module, fn_name)
     except AttributeError:
-        raise LmevalError(
-            f"{yaml_path}: !function {dotted!r}: {module_path} has no {fn_name!r}"
-        ) from None
+        raise LmevalError(f"{yaml_path}: !function {dotted!r}: {module_path} has no {fn_name!r}") from None
 
 
 class FunctionRef:
