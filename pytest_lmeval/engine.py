@@ -47,8 +47,7 @@ def run_requests(
         responses = method(todo, progress(kind, len(todo)))
         if len(responses) != len(todo):
             raise RuntimeError(
-                f"backend {backend.spec.label} returned {len(responses)} answers for "
-                f"{len(todo)} {kind} requests"
+                f"backend {backend.spec.label} returned {len(responses)} answers for {len(todo)} {kind} requests"
             )
         answers.update(zip(todo, responses, strict=True))
     stats.seconds = time.perf_counter() - started

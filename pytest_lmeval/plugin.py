@@ -51,9 +51,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     opts = state_of(config).options
     if opts.model is None:
         return None
-    return [
-        f"lmeval: model {opts.model.label}" + (f" ({opts.model_args_text})" if opts.model_args_text else "")
-    ]
+    return [f"lmeval: model {opts.model.label}" + (f" ({opts.model_args_text})" if opts.model_args_text else "")]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -123,9 +121,7 @@ def _my_items(session: pytest.Session) -> list[pytest.Item]:
     workerinput = getattr(session.config, "workerinput", None)
     if not workerinput or not workerinput.get(distribute.WORKERINPUT_KEY):
         return session.items
-    span = distribute.shard(
-        len(session.items), int(workerinput["workercount"]), distribute.worker_index(workerinput)
-    )
+    span = distribute.shard(len(session.items), int(workerinput["workercount"]), distribute.worker_index(workerinput))
     return session.items[span.start : span.stop]
 
 

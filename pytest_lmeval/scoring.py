@@ -60,9 +60,7 @@ def score(task: Task, work: DocRequests, answers: dict[Request, Response], log_s
     return ScoredDoc(work.task, work.doc_id, values, record)
 
 
-def sample_record(
-    task: Task, work: DocRequests, responses: list[Response], values: dict[str, float]
-) -> dict[str, Any]:
+def sample_record(task: Task, work: DocRequests, responses: list[Response], values: dict[str, float]) -> dict[str, Any]:
     """One line of samples/<task>.jsonl, in lm-eval's sample schema."""
     doc = task.docs[work.doc_id]
     resps = [[[f"{float(ll)}", f"{bool(g)}"]] for ll, g in responses]
@@ -76,8 +74,7 @@ def sample_record(
         "doc": doc,
         "target": target_text,
         "arguments": {
-            f"gen_args_{i}": {f"arg_{j}": arg for j, arg in enumerate(r.args)}
-            for i, r in enumerate(work.requests)
+            f"gen_args_{i}": {f"arg_{j}": arg for j, arg in enumerate(r.args)} for i, r in enumerate(work.requests)
         },
         "resps": resps,
         "filtered_resps": [r[0] for r in resps],

@@ -75,11 +75,7 @@ class LmevalState:
         else:
             roots = [Path(a.split("::")[0]) for a in args]
             roots = [r.parent if r.is_file() else r for r in roots]
-            leaves = [
-                name
-                for name, cfg in registry.tasks.items()
-                if any(_under(cfg.source, root) for root in roots)
-            ]
+            leaves = [name for name, cfg in registry.tasks.items() if any(_under(cfg.source, root) for root in roots)]
         for name in dict.fromkeys(leaves):
             self.tasks[name] = Task(
                 registry.tasks[name],

@@ -86,9 +86,7 @@ def parse_model_args(value: str | None) -> dict[str, Any]:
         key, sep, raw = part.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise LmevalError(
-                f"--model-args: {part!r} is not key=value (expected e.g. dtype=float32,revision=main)"
-            )
+            raise LmevalError(f"--model-args: {part!r} is not key=value (expected e.g. dtype=float32,revision=main)")
         if key in out:
             raise LmevalError(f"--model-args: {key!r} is given twice")
         out[key] = _coerce(raw.strip())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,9 +19,11 @@ import torch.nn.functional as F
 from ..errors import LmevalError
 from ..requests import Request
 from .base import ModelSpec, Progress
+from .hf_generate import generate
+from .hf_scorer import Pair, Scorer, TokenBudget, rolling_windows
 
 DEFAULT_MAX_LENGTH = 2048
-AUTO_BATCH_START = 64
+DEFAULT_MAX_GEN_TOKS = 256
 # Model args we interpret; every other key goes to from_pretrained unchanged.
 _OWN_ARGS = {
     "dtype",
@@ -34,6 +35,8 @@ _OWN_ARGS = {
     "backend",
     "softmax_dtype",
     "prefix_token_id",
+    "prefix_reuse",
+    "max_gen_toks",
 }
 _DTYPES = {
     "auto": "auto",
@@ -53,16 +56,6 @@ def _dtype(value: Any, what: str) -> Any:
         raise LmevalError(f"--model-args {what}={value!r}: use one of {', '.join(_DTYPES)}") from None
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    context: tuple[int, ...]
-    continuation: tuple[int, ...]
-
-
 class HFBackend:
     def __init__(self, spec: ModelSpec, *, device: str | None, batch_size: int | str) -> None:
         import transformers
@@ -80,9 +73,7 @@ class HFBackend:
             load_kwargs.setdefault("device_map", "auto")
         path = os.path.expanduser(spec.name)
         tok_kwargs = {
-            k: load_kwargs[k]
-            for k in ("revision", "trust_remote_code", "gguf_file", "subfolder")
-            if k in load_kwargs
+            k: load_kwargs[k] for k in ("revision", "trust_remote_code", "gguf_file", "subfolder") if k in load_kwargs
         }
         tok_path = args.get("tokenizer") or path
         if args.get("tokenizer"):
@@ -90,9 +81,7 @@ class HFBackend:
         try:
             config = transformers.AutoConfig.from_pretrained(path, **tok_kwargs)
             kind = args.get("backend") or ("seq2seq" if config.is_encoder_decoder else "causal")
-            auto = (
-                transformers.AutoModelForSeq2SeqLM if kind == "seq2seq" else transformers.AutoModelForCausalLM
-            )
+            auto = transformers.AutoModelForSeq2SeqLM if kind == "seq2seq" else transformers.AutoModelForCausalLM
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_path, **tok_kwargs)
             self.model = auto.from_pretrained(path, **load_kwargs)
         except (OSError, ValueError) as exc:
@@ -112,7 +101,19 @@ class HFBackend:
         if self.prefix_token_id is None:
             tok = self.tokenizer
             self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        self._auto_batch: int | None = None
+        if self.tokenizer.pad_token_id is None:  # lm-eval's configure_pad_token
+            if self.tokenizer.unk_token is not None:
+                self.tokenizer.pad_token_id = self.tokenizer.unk_token_id
+            elif self.tokenizer.eos_token is not None:
+                self.tokenizer.pad_token_id = self.tokenizer.eos_token_id
+        self.max_gen_toks = int(args.get("max_gen_toks") or DEFAULT_MAX_GEN_TOKS)
+        self.scorer = Scorer(
+            self.model,
+            self.max_length,
+            TokenBudget(batch_size, self.device),
+            self.softmax_dtype,
+            prefix_reuse=bool(args.get("prefix_reuse", True)),
+        )
 
     def _detect_max_length(self) -> int:
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
@@ -146,101 +147,70 @@ class HFBackend:
             kwargs["add_special_tokens"] = False
         return self.tokenizer.encode(text, **kwargs)
 
-    def encode_pair(self, context: str, continuation: str) -> _Encoded:
+    def encode_pair(self, context: str, continuation: str) -> Pair:
         if not context:
-            return _Encoded((self.prefix_token_id,), tuple(self.tok_encode(continuation)))
+            return Pair((self.prefix_token_id,), tuple(self.tok_encode(continuation)))
         n_spaces = len(context) - len(context.rstrip())
         if n_spaces:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
         if self.backend == "seq2seq":
             cont = self.tokenizer.encode(continuation, add_special_tokens=False)
-            return _Encoded(tuple(self.tok_encode(context)), tuple(cont))
+            return Pair(tuple(self.tok_encode(context)), tuple(cont))
         whole = self.tok_encode(context + continuation)
         ctx = self.tok_encode(context)
-        return _Encoded(tuple(ctx), tuple(whole[len(ctx) :]))
+        return Pair(tuple(ctx), tuple(whole[len(ctx) :]))
 
     # -- log-likelihood -----------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
-        encoded = [self.encode_pair(*req.args) for req in requests]
-        for req, enc in zip(requests, encoded, strict=True):
-            if not enc.continuation:
+        pairs = [self.encode_pair(*req.args) for req in requests]
+        for req, pair in zip(requests, pairs, strict=True):
+            if not pair.continuation:
                 raise LmevalError(f"continuation {req.args[1]!r} encodes to no tokens")
         if self.backend == "seq2seq":
-            return self._seq2seq_loglikelihood(encoded, progress)
-        # Rows: distinct model inputs. Members: (request index, continuation) scored on a row.
-        rows: dict[tuple[int, ...], list[int]] = {}
-        for i, enc in enumerate(encoded):
-            whole = (enc.context + enc.continuation)[-(self.max_length + 1) :]
-            rows.setdefault(whole[:-1], []).append(i)
-        order = sorted(rows, key=lambda inp: (-len(inp), inp))
-        results: list[tuple[float, bool] | None] = [None] * len(requests)
-        start = 0
-        while start < len(order):
-            size = self._batch_size_for(order, start)
-            batch = order[start : start + size]
-            try:
-                self._score_batch(batch, rows, encoded, results)
-            except Exception as exc:
-                if not (_is_oom(exc) and self.batch_size == "auto" and size > 1):
-                    raise
-                self._auto_batch = max(1, size // 2)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                continue  # the same rows again, in a smaller batch: nothing is lost
-            start += len(batch)
-            progress(sum(len(rows[inp]) for inp in batch))
-        return results  # type: ignore[return-value]
+            return self._seq2seq_loglikelihood(pairs, progress)
+        return self.scorer.score(pairs, lambda done: progress(len(done)))
 
-    def _batch_size_for(self, order: list[tuple[int, ...]], start: int) -> int:
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        if self._auto_batch is None:
-            self._auto_batch = AUTO_BATCH_START
-        return self._auto_batch
+    def loglikelihood_rolling(self, requests: Sequence[Request], progress: Progress) -> list[float]:
+        """lm-eval's disjoint rolling windows: every token is predicted once, each window with
+        as much context as fits; a document's log-likelihood is the sum over its windows."""
+        pairs: list[Pair] = []
+        owner: list[int] = []
+        for i, req in enumerate(requests):
+            for ctx, pred in rolling_windows(self.tok_encode(req.args[0]), self.prefix_token_id, self.max_length):
+                pairs.append(Pair(tuple(ctx), tuple(pred)))
+                owner.append(i)
+        left = [0] * len(requests)
+        for i in owner:
+            left[i] += 1
+        for n in left:  # an empty document has no window and scores 0
+            if n == 0:
+                progress(1)
 
-    @torch.no_grad()
-    def _score_batch(
-        self,
-        batch: list[tuple[int, ...]],
-        rows: dict[tuple[int, ...], list[int]],
-        encoded: list[_Encoded],
-        results: list[tuple[float, bool] | None],
-    ) -> None:
-        width = len(batch[0])
-        padded = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, inp in enumerate(batch):
-            padded[r, : len(inp)] = torch.tensor(inp, dtype=torch.long)
-        # Only the positions that predict continuation tokens are needed: keep that tail.
-        first_needed = min(len(inp) - max(len(encoded[i].continuation) for i in rows[inp]) for inp in batch)
-        keep = width - max(first_needed, 0)
-        kwargs = {"logits_to_keep": keep} if keep < width else {}
-        logits = self.model(padded.to(self.device), **kwargs).logits
-        offset = width - logits.shape[1]
-        for r, inp in enumerate(batch):
-            for i in rows[inp]:
-                cont = encoded[i].continuation
-                n = len(cont)
-                lo = len(inp) - n - offset
-                logprobs = F.log_softmax(logits[r, lo : lo + n], dim=-1, dtype=self.softmax_dtype)
-                target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
-                greedy = bool((logprobs.argmax(dim=-1) == target).all())
-                ll = float(logprobs.gather(-1, target.unsqueeze(-1)).sum())
-                results[i] = (ll, greedy)
+        def on_done(indices: list[int]) -> None:
+            finished = 0
+            for j in indices:
+                left[owner[j]] -= 1
+                finished += left[owner[j]] == 0
+            progress(finished)
+
+        totals = [0.0] * len(requests)
+        for i, (ll, _greedy) in zip(owner, self.scorer.score(pairs, on_done), strict=True):
+            totals[i] += ll
+        return totals
 
     @torch.no_grad()
-    def _seq2seq_loglikelihood(self, encoded: list[_Encoded], progress: Progress) -> list[tuple[float, bool]]:
+    def _seq2seq_loglikelihood(self, pairs: list[Pair], progress: Progress) -> list[tuple[float, bool]]:
         results: list[tuple[float, bool]] = []
         size = 1 if self.batch_size == "auto" else int(self.batch_size)
-        for start in range(0, len(encoded), size):
-            chunk = encoded[start : start + size]
-            ctx_w = max(len(e.context[-self.max_length :]) for e in chunk)
-            cont_w = max(len(e.continuation[-self.max_length :]) for e in chunk)
-            inputs = torch.zeros((len(chunk), ctx_w), dtype=torch.long)
-            mask = torch.zeros((len(chunk), ctx_w), dtype=torch.long)
-            labels = torch.zeros((len(chunk), cont_w), dtype=torch.long)
-            for r, e in enumerate(chunk):
-                ctx, cont = e.context[-self.max_length :], e.continuation[-self.max_length :]
+        for start in range(0, len(pairs), size):
+            chunk = pairs[start : start + size]
+            ctxs = [p.context[-self.max_length :] for p in chunk]
+            conts = [p.continuation[-self.max_length :] for p in chunk]
+            inputs = torch.zeros((len(chunk), max(map(len, ctxs))), dtype=torch.long)
+            mask = torch.zeros_like(inputs)
+            labels = torch.zeros((len(chunk), max(map(len, conts))), dtype=torch.long)
+            for r, (ctx, cont) in enumerate(zip(ctxs, conts, strict=True)):
                 inputs[r, : len(ctx)] = torch.tensor(ctx)
                 mask[r, : len(ctx)] = 1
                 labels[r, : len(cont)] = torch.tensor(cont)
@@ -250,11 +220,14 @@ class HFBackend:
                 labels=labels.to(self.device),
             )
             logprobs = F.log_softmax(out.logits, dim=-1, dtype=self.softmax_dtype)
-            for r, e in enumerate(chunk):
-                n = len(e.continuation[-self.max_length :])
-                target = labels[r, :n].to(logprobs.device)
-                row = logprobs[r, :n]
+            for r, cont in enumerate(conts):
+                target = labels[r, : len(cont)].to(logprobs.device)
+                row = logprobs[r, : len(cont)]
                 greedy = bool((row.argmax(dim=-1) == target).all())
                 results.append((float(row.gather(-1, target.unsqueeze(-1)).sum()), greedy))
             progress(len(chunk))
         return results
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate_until(self, requests: Sequence[Request], progress: Progress) -> list[str]:
+        return generate(self, requests, progress)

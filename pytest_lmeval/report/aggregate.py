@@ -53,9 +53,7 @@ def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
     return entry
 
 
-def _group_entry(
-    name: str, alias: str, registry: Registry, children: list[Entry], missing: list[str]
-) -> Entry:
+def _group_entry(name: str, alias: str, registry: Registry, children: list[Entry], missing: list[str]) -> Entry:
     entry = Entry(name, alias, True, sum(c.n for c in children), missing=missing)
     for spec in registry.groups[name].aggregate_metric_list:
         metric = spec["metric"]

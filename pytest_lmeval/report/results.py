@@ -84,9 +84,7 @@ def build_results(
             **{n: tasks[n].config.higher_is_better() for n in names},
             **{g: {m: True for m in results.entries[g].values} for g in groups},
         },
-        "n-samples": {
-            n: {"original": tasks[n].original_size, "effective": results.entries[n].n} for n in names
-        },
+        "n-samples": {n: {"original": tasks[n].original_size, "effective": results.entries[n].n} for n in names},
         "config": run_config,
         "git_hash": _git_hash(Path.cwd()),
         "pretty_env_info": f"{platform.platform()} / Python {sys.version.split()[0]}",

@@ -27,11 +27,7 @@ def _markdown(rows: list[list[str]]) -> str:
             + "|"
         )
 
-    rule = (
-        "|"
-        + "|".join("-" * (w - 1) + ":" if HEADERS[i] in RIGHT else "-" * w for i, w in enumerate(widths))
-        + "|"
-    )
+    rule = "|" + "|".join("-" * (w - 1) + ":" if HEADERS[i] in RIGHT else "-" * w for i, w in enumerate(widths)) + "|"
     return "\n".join([line(HEADERS), rule, *(line(r) for r in rows)])
 
 

@@ -119,9 +119,7 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
         elif key in _INERT_KEYS:
             extra[key] = value
         else:
-            raise LmevalError(
-                f"{source}: task {name!r}: YAML key {key!r} is not supported by pytest-lmeval yet"
-            )
+            raise LmevalError(f"{source}: task {name!r}: YAML key {key!r} is not supported by pytest-lmeval yet")
     cfg = TaskConfig(task=name, source=source, extra=extra, **kwargs)
     if cfg.output_type not in OUTPUT_TYPES:
         raise LmevalError(f"{source}: task {name!r}: unknown output_type {cfg.output_type!r}")

@@ -56,9 +56,7 @@ def load_split(
     return _load_from_hub(dataset_path, dataset_name, split, task)
 
 
-def _load_from_hub(
-    dataset_path: str, dataset_name: str | None, split: str, task: str
-) -> list[dict[str, Any]]:
+def _load_from_hub(dataset_path: str, dataset_name: str | None, split: str, task: str) -> list[dict[str, Any]]:
     import datasets
 
     try:

@@ -163,9 +163,7 @@ class Task:
         except templates.TemplateError as exc:
             raise LmevalError(f"task {self.name!r}: {name} failed on {where}: {exc}") from None
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise LmevalError(
-                f"task {self.name!r}: {name} failed on {where}: {type(exc).__name__}: {exc}"
-            ) from None
+            raise LmevalError(f"task {self.name!r}: {name} failed on {where}: {type(exc).__name__}: {exc}") from None
 
     def context(self, doc_id: int) -> str:
         doc = self.docs[doc_id]

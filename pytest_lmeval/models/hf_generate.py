@@ -1,0 +1,140 @@
+"""Generation for the HF backend, as lm-eval's HFLM.generate_until does it.
+
+Requests are sorted longest first and batched only with identical generation arguments; the
+batch is left-padded with an attention mask; generation stops when every row has produced a
+stop sequence (the EOS text is always one), and each text is cut at the first occurrence of each
+stop sequence in turn. Greedy unless the arguments ask for sampling; a `seed` in the arguments
+seeds torch before each batch, so a sampled run can be repeated.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import transformers
+
+from ..requests import Request
+from .base import Progress
+
+if TYPE_CHECKING:
+    from .hf import HFBackend
+
+
+class _StopSequence(transformers.StoppingCriteria):
+    """lm-eval's MultiTokenEOSCriteria: done when every row's recent text holds the sequence."""
+
+    def __init__(self, sequence: str, tokenizer: Any, prompt_len: int, batch: int) -> None:
+        self.sequence = sequence
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.lookback = len(tokenizer.encode(sequence, add_special_tokens=False)) + 2
+        self.done = [False] * batch
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> bool:
+        recent = input_ids[:, self.prompt_len :][:, -self.lookback :]
+        texts = self.tokenizer.batch_decode(recent)
+        for i, done in enumerate(self.done):
+            if not done:
+                self.done[i] = self.sequence in texts[i]
+        return all(self.done)
+
+
+def normalize(gen_kwargs: dict[str, Any], default_max: int) -> tuple[list[str], int, dict[str, Any]]:
+    """lm-eval's normalize_gen_kwargs: (until, max_gen_toks, the rest for `generate`)."""
+    kwargs = copy.deepcopy(gen_kwargs)
+    until = kwargs.pop("until", None) or []
+    until = [until] if isinstance(until, str) else list(until)
+    max_toks = default_max
+    for alias in ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens"):
+        value = kwargs.pop(alias, None)
+        if value is not None and max_toks == default_max:
+            max_toks = int(value)
+    temperature = float(kwargs.get("temperature", 0.0))
+    do_sample = kwargs.get("do_sample")
+    if do_sample is None:
+        kwargs["do_sample"] = temperature > 0.0
+    elif do_sample is False:
+        kwargs["temperature"] = 0.0
+    if not kwargs["do_sample"] and float(kwargs.get("temperature", 0.0)) == 0.0:
+        kwargs.pop("temperature", None)
+    return until, max_toks, kwargs
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    for stop in stops:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
+@torch.no_grad()
+def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress) -> list[str]:
+    tok = backend.tokenizer
+    eos_text = tok.decode(tok.eos_token_id, skip_special_tokens=False) if tok.eos_token_id is not None else None
+    lengths = {r.args[0]: len(backend.tok_encode(r.args[0])) for r in requests}
+    order = sorted(range(len(requests)), key=lambda i: (-lengths[requests[i].args[0]], requests[i].args[0]))
+    groups: dict[tuple, list[int]] = {}
+    for i in order:
+        groups.setdefault(requests[i].args[1], []).append(i)
+    out: list[str | None] = [None] * len(requests)
+    for members in groups.values():
+        gen_kwargs = requests[members[0]].gen_kwargs
+        seed = gen_kwargs.pop("seed", None)
+        until, max_toks, kwargs = normalize(gen_kwargs, backend.max_gen_toks)
+        if eos_text is not None and eos_text not in until:
+            until.append(eos_text)
+        max_ctx = backend.max_length - max_toks
+        if max_ctx <= 0:
+            raise ValueError(f"max_gen_toks {max_toks} leaves no room in max length {backend.max_length}")
+        start = 0
+        widths = [min(lengths[requests[i].args[0]], max_ctx) + max_toks for i in members]
+        while start < len(members):
+            n = backend.scorer.budget.take(widths, start)
+            batch = members[start : start + n]
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            texts = _generate_batch(backend, [requests[i].args[0] for i in batch], until, max_toks, max_ctx, kwargs)
+            for i, text in zip(batch, texts, strict=True):
+                out[i] = text
+            start += n
+            progress(n)
+    return out  # type: ignore[return-value]
+
+
+def _generate_batch(
+    backend: HFBackend,
+    contexts: list[str],
+    until: list[str],
+    max_toks: int,
+    max_ctx: int,
+    kwargs: dict[str, Any],
+) -> list[str]:
+    tok = backend.tokenizer
+    special: dict[str, Any] = {}
+    if tok.bos_token and contexts[0].startswith(tok.bos_token):
+        special = {"add_special_tokens": False}
+    elif backend.add_bos_token is not None:
+        special = {"add_special_tokens": bool(backend.add_bos_token)}
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        enc = tok(contexts, padding="longest", return_tensors="pt", **special)
+    finally:
+        tok.padding_side = old_side
+    ids = enc["input_ids"][:, -max_ctx:].to(backend.device)
+    mask = enc["attention_mask"][:, -max_ctx:].to(backend.device)
+    stopping = transformers.StoppingCriteriaList([_StopSequence(s, tok, ids.shape[1], ids.shape[0]) for s in until])
+    generated = backend.model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_length=ids.shape[1] + max_toks,
+        stopping_criteria=stopping,
+        pad_token_id=tok.pad_token_id,
+        use_cache=True,
+        **kwargs,
+    )
+    texts = tok.batch_decode(generated[:, ids.shape[1] :].tolist(), skip_special_tokens=True)
+    return [cut_at_stops(t, until) for t in texts]
