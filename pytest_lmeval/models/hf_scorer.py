@@ -57,8 +57,8 @@ class TokenBudget:
     def __init__(self, batch_size: int | str, device: torch.device) -> None:
         self.fixed = None if batch_size == "auto" else int(batch_size)
         on_gpu = device.type == "cuda"
-        self.tokens = 16384 if on_gpu else 8192
-        self.ceiling = 1 << 20 if on_gpu else 16384
+        self.tokens = 16384 if on_gpu else 2048
+        self.ceiling = 1 << 20 if on_gpu else 2048
         self.grow = on_gpu
         self.hit_oom = False
 

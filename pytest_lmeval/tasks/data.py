@@ -76,6 +76,7 @@ def apply_process_docs(fn: Any, rows: list[dict[str, Any]], task: str) -> list[d
     """Run an lm-eval `process_docs` helper, which takes and returns a `datasets.Dataset`."""
     import datasets
 
+    datasets.disable_progress_bars()
     try:
         out = fn(datasets.Dataset.from_list(rows))
     except LmevalError:
