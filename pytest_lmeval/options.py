@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from .cache import default_cache_dir
 from .errors import LmevalError
 from .models.base import ModelSpec, parse_model, parse_model_args
 
@@ -27,6 +28,7 @@ _OPTIONS = [
     ("--data-dir", "data_dir", "offline data mirror folder (also LMEVAL_DATA_DIR)"),
     ("--output-path", "output_path", "output folder (default reports/<model>/<timestamp>/)"),
     ("--include-path", "include_path", "extra folder(s) of task YAML, os.pathsep-separated"),
+    ("--cache-dir", "cache_dir", "response cache folder (default ~/.cache/pytest-lmeval)"),
 ]
 
 
@@ -51,6 +53,14 @@ def addoptions(parser: pytest.Parser) -> None:
         help="'scored' (default): an item passes when scored; 'correct': it fails when wrong",
     )
     parser.addini("lmeval_item_outcome", "scored or correct", default=None)
+    group.addoption(
+        "--no-cache", dest="lmeval_no_cache", action="store_true", default=False,
+        help="neither read nor write the response cache",
+    )  # fmt: skip
+    group.addoption(
+        "--refresh-cache", dest="lmeval_refresh_cache", action="store_true", default=False,
+        help="recompute every request and overwrite its cached answer",
+    )  # fmt: skip
     parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
 
 
@@ -69,6 +79,8 @@ class RunOptions:
     log_samples: bool
     item_outcome: str
     model_args_text: str | None
+    cache_dir: Path | None  # None: caching off
+    refresh_cache: bool
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
@@ -162,6 +174,11 @@ def parse_options(config: pytest.Config) -> RunOptions:
     if outcome not in ("scored", "correct"):
         raise LmevalError(f"lmeval_item_outcome {outcome!r}: use 'scored' or 'correct'")
 
+    cache_raw, from_ini = _raw(config, "cache_dir")
+    cache_dir = None
+    if not config.getoption("lmeval_no_cache"):
+        cache_dir = _ini_path(config, str(cache_raw), from_ini) if cache_raw else default_cache_dir()
+
     output, from_ini = _raw(config, "output_path")
     device, _ = _raw(config, "device")
     tasks, _ = _raw(config, "tasks")
@@ -179,6 +196,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
         log_samples=log_samples,
         item_outcome=outcome,
         model_args_text=model_args_text,
+        cache_dir=cache_dir,
+        refresh_cache=bool(config.getoption("lmeval_refresh_cache")),
     )
 
 

@@ -126,30 +126,36 @@ def _my_items(session: pytest.Session) -> list[pytest.Item]:
 
 
 @pytest.fixture(scope="session")
-def lmeval_answers(request: pytest.FixtureRequest, lm: Backend) -> dict:
-    """Every selected document's requests, answered in one pass of the engine."""
+def lmeval_answers(request: pytest.FixtureRequest) -> dict:
+    """Every selected document's requests, answered in one pass of the engine (the model is
+    loaded only if the cache does not already hold every answer)."""
     state = state_of(request.config)
     work = [state.work[i.nodeid] for i in _my_items(request.session) if i.nodeid in state.work]
+    cache = state.open_cache()
     with _shown(request.config)():
-        answers, stats = run_requests(lm, (r for w in work for r in w.requests), progress_bar(request.config))
+        answers, stats = run_requests(
+            lambda: request.getfixturevalue("lm"),
+            (r for w in work for r in w.requests),
+            progress_bar(request.config),
+            cache=cache,
+            refresh=state.options.refresh_cache,
+        )
     state.answers = answers
-    state.engine_stats = {
-        "requests": stats.requested,
-        "unique_requests": stats.unique,
-        "model_seconds": round(stats.seconds, 3),
-    }
+    state.engine_stats = stats.to_json()
     return answers
 
 
 @pytest.fixture
-def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict, lm: Backend) -> ScoredDoc:
+def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict) -> ScoredDoc:
     """The document of this item, scored. Benchmarks' test functions take this fixture."""
     state = state_of(request.config)
     ref: DocRef = request.param
     work = state.work[request.node.nodeid]
     missing = [r for r in work.requests if r not in lmeval_answers]
     if missing:  # not in this worker's shard (e.g. re-sent after a worker crashed)
-        extra, _ = run_requests(lm, missing, lambda kind, n: lambda k: None)
+        extra, _ = run_requests(
+            lambda: request.getfixturevalue("lm"), missing, progress_bar(request.config), cache=state.open_cache()
+        )
         lmeval_answers.update(extra)
     task = state.tasks[ref.task]
     try:
@@ -193,8 +199,18 @@ class _Collector:
         (self.state.failures if "error" in record else self.state.records).append(record)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist controller: a worker finished
+    out = getattr(node, "workeroutput", {}).get("lmeval")
+    if out:
+        state = state_of(node.config)
+        state.merge_worker(out["engine"], out["model_info"])
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = state_of(session.config)
+    if state.is_worker:
+        session.config.workeroutput["lmeval"] = {"engine": state.engine_stats, "model_info": state.model_info}
     if state.is_worker or not (state.records or state.failures):
         return
     summary.finish(state)

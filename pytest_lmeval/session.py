@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from .cache import ResponseCache, fingerprint
 from .errors import LmevalError
 from .options import RunOptions, evals_dirs, parse_options
 from .requests import Request, Response
@@ -50,6 +51,7 @@ class LmevalState:
     engine_stats: dict[str, Any] = field(default_factory=dict)
     results: Any = None  # report.aggregate.Results, once the run is over
     output_files: list[Path] = field(default_factory=list)
+    _cache: ResponseCache | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> LmevalState:
@@ -106,6 +108,22 @@ class LmevalState:
                 f"{len(self.work)} documents selected but no model given: "
                 "pass --model BACKEND:NAME (e.g. --model hf:EleutherAI/pythia-160m)"
             )
+
+    def merge_worker(self, engine: dict[str, Any], model_info: dict[str, Any]) -> None:
+        """Add one xdist worker's engine figures to the run's."""
+        self.model_info = self.model_info or model_info
+        for key, value in engine.items():
+            if isinstance(value, (int, float)):
+                self.engine_stats[key] = self.engine_stats.get(key, 0) + value
+        workers = self.engine_stats.setdefault("workers", [])
+        workers.append(engine)
+
+    def open_cache(self) -> ResponseCache | None:
+        if self.options.cache_dir is None or self.options.model is None:
+            return None
+        if self._cache is None:
+            self._cache = ResponseCache(self.options.cache_dir / "responses.sqlite", fingerprint(self.options.model))
+        return self._cache
 
     def output_dir(self) -> Path:
         return self.options.output_dir(self.config.rootpath, self.started)

@@ -86,5 +86,12 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
         reporter.write_line(f"{len(state.failures)} documents could not be scored:", red=True)
         for fail in state.failures[:20]:
             reporter.write_line(f"  {fail['task']}-{fail['doc_id']}: {fail['error']}", red=True)
+    stats = state.engine_stats
+    if stats:
+        reporter.write_line(
+            f"lmeval: {stats.get('requests', 0)} requests ({stats.get('unique_requests', 0)} unique): "
+            f"{stats.get('from_cache', 0)} from cache, {stats.get('computed', 0)} computed "
+            f"in {stats.get('model_seconds', 0):.1f}s"
+        )
     for path in state.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
