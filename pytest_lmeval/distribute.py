@@ -9,11 +9,14 @@ shared few-shot prefixes) together.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 from xdist.scheduler import LoadScheduling
 
 WORKERINPUT_KEY = "lmeval_shard"
+GPUS_KEY = "lmeval_gpus"
 
 
 def shard(count: int, workers: int, index: int) -> range:
@@ -22,6 +25,28 @@ def shard(count: int, workers: int, index: int) -> range:
 
 def worker_index(workerinput: dict[str, Any]) -> int:
     return int(str(workerinput["workerid"]).removeprefix("gw"))
+
+
+def gpu_share(gpus: list[str], workers: int, index: int) -> list[str]:
+    """The GPUs worker `index` may see: a contiguous share when there are enough, else one
+    GPU that several workers take turns on."""
+    if not gpus:
+        return []
+    if len(gpus) >= workers:
+        return gpus[index * len(gpus) // workers : (index + 1) * len(gpus) // workers]
+    return [gpus[index % len(gpus)]]
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use, without initialising CUDA in it."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
 class ShardScheduling(LoadScheduling):

@@ -3,6 +3,7 @@ purpose: the work lives in the modules these hooks call."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    gpus = getattr(config, "workerinput", {}).get(distribute.GPUS_KEY)
+    if gpus:  # an xdist worker pinned to its GPUs, before anything initialises CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     config.addinivalue_line("markers", "lmeval: a benchmark document evaluated by pytest-lmeval")
     state = LmevalState.from_config(config)
     config.stash[STATE] = state
@@ -87,6 +91,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_configure_node(node: Any) -> None:  # xdist controller, per worker
     node.workerinput[distribute.WORKERINPUT_KEY] = True
+    workers = int(node.config.getoption("numprocesses") or 1)
+    index = distribute.worker_index(node.workerinput)
+    share = distribute.gpu_share(distribute.visible_gpus(), workers, index)
+    if share:
+        node.workerinput[distribute.GPUS_KEY] = ",".join(share)
 
 
 @pytest.hookimpl(optionalhook=True)
