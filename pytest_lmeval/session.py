@@ -99,11 +99,14 @@ class LmevalState:
         return bool(self.tasks_in(path.parent))
 
     def build_requests(self, items: list[pytest.Item]) -> None:
+        keep = not self.config.option.collectonly  # a dry run validates prompts, keeps nothing
         for item in items:
             ref = lmeval_ref(item)
             if ref is not None:
-                self.work[item.nodeid] = self.tasks[ref.task].build(ref.doc_id)
-        if self.work and self.options.model is None and not self.config.option.collectonly:
+                work = self.tasks[ref.task].build(ref.doc_id)
+                if keep:
+                    self.work[item.nodeid] = work
+        if self.work and self.options.model is None:
             raise LmevalError(
                 f"{len(self.work)} documents selected but no model given: "
                 "pass --model BACKEND:NAME (e.g. --model hf:EleutherAI/pythia-160m)"

@@ -1,0 +1,128 @@
+"""Wall time, throughput and peak memory of lm-eval and of pytest-lmeval, side by side.
+
+Each job runs both tools as fresh processes on the same model, data and limit; the table
+shows wall time (model loading included, as a user waits for it), requests per second,
+peak resident memory (GNU time's max RSS), the time ratio ours/lm-eval, and the scores of
+both so equal scores can be seen next to the speed. Ours runs with --no-cache so the model
+really computes everything.
+
+    python benchmarks/speed.py --model-dir /path/to/smollm2-hf --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# (job name, --tasks, num_fewshot, limit)
+JOBS = [
+    ("arc_easy 0-shot", "arc_easy", 0, 100),
+    ("arc_challenge 25-shot", "arc_challenge", 25, 20),
+    ("hellaswag 0-shot", "hellaswag", 0, 100),
+    ("mmlu 5-shot", "mmlu", 5, 4),
+    ("lambada_openai", "lambada_openai", 0, 200),
+]
+
+_REFERENCE = """
+import json, sys
+sys.path.insert(0, {here!r})
+from pathlib import Path
+from lmeval_offline import run_reference
+out = run_reference({model_args!r}, [{tasks!r}], num_fewshot={shots}, limit={limit}, batch_size={batch!r},
+                    data_dir=Path({data!r}))
+json.dump({{"results": out["results"], "n": sum(len(v) for v in out["samples"].values())}}, open({dest!r}, "w"))
+"""
+
+
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one command, by GNU time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as fh:
+        subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", "-o", fh.name, *cmd],
+            check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wall, kib = fh.read().split()[-2:]
+    return float(wall), int(kib) / 1024
+
+
+def _scores(results: dict, tasks: str) -> str:
+    row = results.get(tasks) or next(iter(results.values()))
+    return " ".join(
+        f"{k.split(',')[0]}={v:.4f}" for k, v in row.items() if "," in k and "stderr" not in k and isinstance(v, float)
+    )
+
+
+def run_job(job, model_dir: str, data: Path, batch: str) -> dict:
+    name, tasks, shots, limit = job
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_json = Path(tmp) / "ref.json"
+        code = _REFERENCE.format(
+            here=str(HERE), model_args=f"pretrained={model_dir}", tasks=tasks, shots=shots, limit=limit,
+            batch=batch, data=str(data), dest=str(ref_json),
+        )  # fmt: skip
+        ref_wall, ref_mem = _timed([sys.executable, "-c", code])
+        ref = json.loads(ref_json.read_text())
+        out = Path(tmp) / "ours"
+        ours_wall, ours_mem = _timed([
+            sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider", "--no-cache",
+            "--tasks", tasks, "--num-fewshot", str(shots), "--limit", str(limit), "--model", f"hf:{model_dir}",
+            "--data-dir", str(data), "--output-path", str(out),
+        ])  # fmt: skip
+        ours = json.loads((out / "results.json").read_text())
+    n_requests = ours["engine"]["requests"]
+    return {
+        "job": name,
+        "docs": ref["n"],
+        "requests": n_requests,
+        "lmeval_s": ref_wall,
+        "ours_s": ours_wall,
+        "ratio": ours_wall / ref_wall,
+        "lmeval_req_s": n_requests / ref_wall,
+        "ours_req_s": n_requests / ours_wall,
+        "lmeval_mib": ref_mem,
+        "ours_mib": ours_mem,
+        "lmeval_scores": _scores(ref["results"], tasks),
+        "ours_scores": _scores(ours["results"], tasks),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--jobs", default=None, help="comma-separated --tasks names of the jobs to run")
+    parser.add_argument("--lmeval-batch-size", default="1", help="lm-eval's batch size (its default is 1)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    wanted = set(args.jobs.split(",")) if args.jobs else None
+    rows = []
+    print(
+        f"{'job':<22} {'docs':>5} {'reqs':>6} {'lm-eval s':>9} {'ours s':>7} {'ratio':>6} "
+        f"{'lm-eval req/s':>13} {'ours req/s':>10} {'lm-eval MiB':>11} {'ours MiB':>8}  scores lm-eval | ours"
+    )
+    for job in JOBS:
+        if wanted and job[1] not in wanted:
+            continue
+        r = run_job(job, args.model_dir, args.data_dir.resolve(), args.lmeval_batch_size)
+        rows.append(r)
+        same = "same" if r["lmeval_scores"] == r["ours_scores"] else "DIFFER"
+        print(
+            f"{r['job']:<22} {r['docs']:>5} {r['requests']:>6} {r['lmeval_s']:>9.1f} {r['ours_s']:>7.1f} "
+            f"{r['ratio']:>6.2f} {r['lmeval_req_s']:>13.1f} {r['ours_req_s']:>10.1f} {r['lmeval_mib']:>11.0f} "
+            f"{r['ours_mib']:>8.0f}  {r['lmeval_scores']} | {r['ours_scores']} ({same})",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
