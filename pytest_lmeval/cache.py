@@ -34,6 +34,7 @@ _NOT_IN_FINGERPRINT = {
     "gpu_memory_utilization",
     "tensor_parallel_size",
     "data_parallel_size",
+    "delay",
 }
 _HASH_LIMIT = 4 << 30  # local weights up to 4 GiB are hashed by content, larger by size+mtime
 
