@@ -24,7 +24,7 @@ class _MirrorDict(datasets.DatasetDict):
     def __getitem__(self, key: Any) -> Any:
         if key not in self and isinstance(key, str) and len(self):
             features = next(iter(self.values())).features
-            return datasets.Dataset.from_list([], features=features)
+            return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
         return super().__getitem__(key)
 
 
