@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_lmeval.models.base import ModelSpec  # noqa: E402
 from pytest_lmeval.models.hf import HFBackend  # noqa: E402
+from pytest_lmeval.requests import Request  # noqa: E402
 from pytest_lmeval.tasks import Registry, Task  # noqa: E402
 
 JOBS = [("arc_easy", 0, 300), ("arc_challenge", 25, 60), ("mmlu_high_school_psychology", 5, 150)]
@@ -104,6 +105,19 @@ def main() -> int:
             row[f"{label}_greedy_flips"] = sum(a[1] != b[1] for a, b in zip(results[label], base, strict=True))
         report[name] = row
         print(name, row, flush=True)
+    # Generation: greedy texts must not depend on the batch size.
+    prompts = [r.args[0] for r in reqs["arc_easy"][::4][:64]]
+    gen_reqs = [Request.generate_until(p, {"until": ["\n"], "max_gen_toks": 32}) for p in prompts]
+    texts = {}
+    for bs in (1, "auto"):
+        backend = HFBackend(ModelSpec("hf", str(model_dir), {}), device="cuda", batch_size=bs)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        texts[bs] = backend.generate_until(gen_reqs, lambda n: None)
+        torch.cuda.synchronize()
+        report[f"generate_bs{bs}_s"] = round(time.perf_counter() - start, 3)
+    report["generate_texts_equal"] = sum(a == b for a, b in zip(texts[1], texts["auto"], strict=True))
+    report["generate_requests"] = len(gen_reqs)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .prefix_plan import Node, Row, plan
+from .prefix_plan import MIN_SAVED, Node, Row, plan
 
 OnDone = Callable[[list[int]], None]  # indices of the pairs just scored
 
@@ -106,7 +106,7 @@ class Scorer:
         }
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         if self.prefix_reuse and self._cache_is_plain():
-            root = plan(list(rows), first_scored)
+            root = plan(list(rows), first_scored, MIN_SAVED.get(self.device.type, MIN_SAVED["cuda"]))
             self._run_node(root, None, rows, pairs, results, on_done)
         else:
             self._run_leaves(list(rows), 0, None, rows, pairs, results, on_done)
