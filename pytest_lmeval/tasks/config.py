@@ -6,14 +6,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import metrics as metric_fns
 from ..errors import LmevalError
+from ..filters import FilterPipeline, build_pipelines
 
 OUTPUT_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until")
-SUPPORTED_OUTPUT_TYPES = ("multiple_choice", "loglikelihood")
-METRICS_BY_OUTPUT_TYPE = {
-    "multiple_choice": ("acc", "acc_norm"),
-    "loglikelihood": ("acc", "perplexity"),
+SUPPORTED_OUTPUT_TYPES = OUTPUT_TYPES
+# lm-eval YAML keys for features pytest-lmeval does not have: named in a clear error.
+_UNSUPPORTED_KEYS = {
+    "class": "Python-defined tasks ('class:')",
+    "custom_dataset": "custom_dataset loaders",
+    "doc_to_image": "image inputs (doc_to_image)",
+    "doc_to_audio": "audio inputs (doc_to_audio)",
+    "use_prompt": "promptsource prompts (use_prompt)",
+    "recipe": "unitxt recipes",
 }
+# Options of a metric_list entry that are not keyword arguments of the metric.
+_METRIC_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate"}
 # Keys lm-eval accepts that change nothing about scores; we keep them in the config record.
 _INERT_KEYS = {
     "should_decontaminate",
@@ -49,7 +58,11 @@ class TaskConfig:
     tag: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     repeats: int = 1
+    generation_kwargs: dict[str, Any] | None = None
+    filter_list: list[dict[str, Any]] | None = None
+    process_results: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    filters: tuple[FilterPipeline, ...] = ()  # built from filter_list by task_config_from_dict
 
     @property
     def eval_split(self) -> str:
@@ -80,13 +93,28 @@ class TaskConfig:
     @property
     def metrics(self) -> list[str]:
         names = [m["metric"] for m in self.metric_list] if self.metric_list else []
-        return names or list(METRICS_BY_OUTPUT_TYPE.get(self.output_type, ()))
+        return names or list(metric_fns.DEFAULT_METRICS.get(self.output_type, ()))
+
+    def _metric_entry(self, metric: str) -> dict[str, Any]:
+        return next((m for m in self.metric_list if m.get("metric") == metric), {})
+
+    def metric_options(self, metric: str) -> dict[str, Any]:
+        """The keyword arguments of a metric_list entry (ignore_case, regexes_to_ignore...)."""
+        return {k: v for k, v in self._metric_entry(metric).items() if k not in _METRIC_ENTRY_KEYS}
+
+    def aggregation(self, metric: str) -> str:
+        return str(self._metric_entry(metric).get("aggregation") or metric_fns.aggregation_for(metric))
 
     def higher_is_better(self) -> dict[str, bool]:
         out = {}
-        for m in self.metric_list or [{"metric": name} for name in self.metrics]:
-            out[m["metric"]] = bool(m.get("higher_is_better", m["metric"] != "perplexity"))
+        for name in self.metrics:
+            default = metric_fns.METRICS.get(name, ("mean", True))[1]
+            out[name] = bool(self._metric_entry(name).get("higher_is_better", default))
         return out
+
+    @property
+    def filter_names(self) -> list[str]:
+        return [f.name for f in self.filters]
 
     def to_record(self) -> dict[str, Any]:
         """The config as results.json's `configs` section shows it (functions by name)."""
@@ -95,14 +123,14 @@ class TaskConfig:
             if f.name in ("task", "source", "extra"):
                 continue
             value = getattr(self, f.name)
-            if value in (None, [], {}, ""):
+            if value in (None, [], {}, "", ()) or f.name == "filters":
                 continue
             out[f.name] = value if not callable(value) else repr(value)
         out.update({k: v for k, v in self.extra.items() if not callable(v)})
         return out
 
 
-_CONFIG_FIELDS = {f.name for f in fields(TaskConfig)} - {"source", "extra", "task"}
+_CONFIG_FIELDS = {f.name for f in fields(TaskConfig)} - {"source", "extra", "task", "filters"}
 
 
 def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
@@ -110,6 +138,14 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
     name = data.pop("task")
     if not isinstance(name, str):
         raise LmevalError(f"{source}: 'task' must be one task name, got {name!r}")
+    for key, feature in _UNSUPPORTED_KEYS.items():
+        if data.get(key) is not None:
+            raise LmevalError(f"{source}: task {name!r}: {feature} are not supported by pytest-lmeval (key {key!r})")
+    if data.get("unsafe_code"):
+        raise LmevalError(
+            f"{source}: task {name!r} executes model-written code (unsafe_code: true); "
+            "pytest-lmeval does not run such tasks"
+        )
     tags = data.pop("tag", None) or []
     kwargs: dict[str, Any] = {"tag": [tags] if isinstance(tags, str) else list(tags)}
     extra: dict[str, Any] = {}
@@ -120,6 +156,9 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
             extra[key] = value
         else:
             raise LmevalError(f"{source}: task {name!r}: YAML key {key!r} is not supported by pytest-lmeval yet")
+    for key in ("metric_list", "fewshot_config", "metadata"):
+        if kwargs.get(key) is None:
+            kwargs.pop(key, None)  # an explicit null means the default
     cfg = TaskConfig(task=name, source=source, extra=extra, **kwargs)
     if cfg.output_type not in OUTPUT_TYPES:
         raise LmevalError(f"{source}: task {name!r}: unknown output_type {cfg.output_type!r}")
@@ -134,48 +173,136 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
         raise LmevalError(f"{source}: task {name!r}: multiple_choice needs doc_to_choice")
     if cfg.dataset_path is None:
         raise LmevalError(f"{source}: task {name!r}: dataset_path is required")
-    known = METRICS_BY_OUTPUT_TYPE[cfg.output_type]
-    for metric in cfg.metrics:
-        if metric not in known:
-            raise LmevalError(
-                f"{source}: task {name!r}: metric {metric!r} is not supported for "
-                f"{cfg.output_type} (supported: {', '.join(known)})"
-            )
+    if not isinstance(cfg.repeats, int) or cfg.repeats < 1:
+        raise LmevalError(f"{source}: task {name!r}: repeats must be a whole number >= 1, got {cfg.repeats!r}")
+    if cfg.process_results is not None and not callable(cfg.process_results):
+        raise LmevalError(f"{source}: task {name!r}: process_results must be a !function helper")
+    _check_metrics(cfg)
+    cfg.generation_kwargs = _generation_kwargs(cfg)
+    cfg.filters = build_pipelines(cfg.filter_list, source, name)
     return cfg
+
+
+def _check_metrics(cfg: TaskConfig) -> None:
+    where = f"{cfg.source}: task {cfg.task!r}"
+    known = metric_fns.BUILTIN_METRICS[cfg.output_type]
+    for entry in cfg.metric_list:
+        if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
+            raise LmevalError(f"{where}: each metric_list entry needs a 'metric' name, got {entry!r}")
+        metric = entry["metric"]
+        if cfg.process_results is None and metric not in known:
+            raise LmevalError(
+                f"{where}: metric {metric!r} is not supported for {cfg.output_type} "
+                f"(supported: {', '.join(known)}; other metrics need a process_results helper)"
+            )
+        if entry.get("hf_evaluate"):
+            raise LmevalError(f"{where}: metric {metric!r}: hf_evaluate metrics are not supported by pytest-lmeval")
+        aggregation = entry.get("aggregation")
+        if aggregation is not None and aggregation not in metric_fns.AGGREGATIONS:
+            raise LmevalError(
+                f"{where}: metric {metric!r}: aggregation {aggregation!r} is not supported "
+                f"(supported: {', '.join(metric_fns.AGGREGATIONS)})"
+            )
+        if metric == "exact_match" and cfg.output_type == "generate_until":
+            unknown = set(entry) - _METRIC_ENTRY_KEYS - set(metric_fns.EXACT_MATCH_OPTIONS)
+            if unknown:
+                raise LmevalError(f"{where}: exact_match does not take {sorted(unknown)}")
+
+
+def _generation_kwargs(cfg: TaskConfig) -> dict[str, Any] | None:
+    """lm-eval's TaskConfig.__post_init__: temperature as a float; `until` defaults to the
+    few-shot delimiter; a generative task without any gets greedy decoding to that delimiter."""
+    if cfg.output_type != "generate_until":
+        return cfg.generation_kwargs
+    if cfg.generation_kwargs is None:
+        return {"temperature": 0.0, "do_sample": False, "max_gen_toks": 256, "until": [cfg.fewshot_delimiter]}
+    if not isinstance(cfg.generation_kwargs, dict):
+        raise LmevalError(f"{cfg.source}: task {cfg.task!r}: generation_kwargs must be a mapping")
+    kwargs = dict(cfg.generation_kwargs)
+    if "temperature" in kwargs:
+        kwargs["temperature"] = float(kwargs["temperature"])
+    kwargs.setdefault("until", [cfg.fewshot_delimiter])
+    return kwargs
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One entry of a group's `task:` list: a task, group or tag name, with the config keys the
+    group overrides for it (lm-eval's `- task: arc_challenge` / `num_fewshot: 25` form)."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    declared_as: str = "task"  # the key it was given under: "task" or "group"
 
 
 @dataclass
 class GroupConfig:
-    """A named set of tasks (or tags, or other groups) reported with an aggregate."""
+    """A named set of tasks (or tags, or other groups) reported with an aggregate.
+
+    `overrides` are the task config keys set at the group level: lm-eval applies them to every
+    task below the group (a member's own overrides win)."""
 
     group: str
     source: Path
-    task: list[str]
+    members: list[GroupMember]
     group_alias: str | None = None
     aggregate_metric_list: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> list[str]:
+        return [m.name for m in self.members]
 
     @property
     def version(self) -> Any:
         return self.metadata.get("version", 0)
 
 
+_GROUP_KEYS = {"group", "task", "group_alias", "aggregate_metric_list", "metadata", "tag"}
+_AGG_KEYS = {"metric", "filter_list", "aggregation", "weight_by_size", "of"}
+
+
 def group_config_from_dict(data: dict[str, Any], source: Path) -> GroupConfig:
+    """A group declaration. A member given as a mapping either overrides keys of a known task
+    or group, or (when the registry does not know its name) defines one inline; the registry
+    decides which when it resolves the group."""
     name = data.get("group")
-    members = data.get("task")
-    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-        raise LmevalError(
-            f"{source}: group {name!r}: 'task' must be a list of task, tag or group names "
-            "(inline task definitions inside a group are not supported yet)"
-        )
-    unknown = set(data) - {"group", "task", "group_alias", "aggregate_metric_list", "metadata"}
+    if not isinstance(name, str):
+        raise LmevalError(f"{source}: 'group' must be one group name, got {name!r}")
+    raw = data.get("task")
+    raw = [raw] if isinstance(raw, str) else raw
+    if not isinstance(raw, list):
+        raise LmevalError(f"{source}: group {name!r}: 'task' must be a list of task, tag or group names")
+    members: list[GroupMember] = []
+    for item in raw:
+        if isinstance(item, str):
+            members.append(GroupMember(item))
+        elif isinstance(item, dict) and isinstance(item.get("task") or item.get("group"), str):
+            key = "group" if "group" in item else "task"
+            members.append(GroupMember(item[key], {k: v for k, v in item.items() if k != key}, key))
+        else:
+            raise LmevalError(f"{source}: group {name!r}: unsupported entry in 'task': {item!r}")
+    aggs = data.get("aggregate_metric_list") or []
+    aggs = [aggs] if isinstance(aggs, dict) else list(aggs)
+    for agg in aggs:
+        if not isinstance(agg, dict) or not isinstance(agg.get("metric"), str):
+            raise LmevalError(f"{source}: group {name!r}: each aggregate_metric_list entry needs a 'metric'")
+        unknown = set(agg) - _AGG_KEYS
+        if unknown:
+            raise LmevalError(f"{source}: group {name!r}: aggregate_metric_list keys {sorted(unknown)} unsupported")
+        if agg.get("aggregation", "mean") != "mean":
+            raise LmevalError(f"{source}: group {name!r}: only the 'mean' aggregation is supported, as in lm-eval")
+    overrides = {k: v for k, v in data.items() if k not in _GROUP_KEYS}
+    unknown = set(overrides) - _CONFIG_FIELDS - _INERT_KEYS
     if unknown:
         raise LmevalError(f"{source}: group {name!r}: unsupported keys {sorted(unknown)}")
     return GroupConfig(
         group=name,
         source=source,
-        task=list(members),
+        members=members,
         group_alias=data.get("group_alias"),
-        aggregate_metric_list=list(data.get("aggregate_metric_list") or []),
+        aggregate_metric_list=aggs,
         metadata=dict(data.get("metadata") or {}),
+        overrides=overrides,
     )

@@ -1,4 +1,12 @@
-"""Every task, group and tag found in the benchmark folders, and `--tasks` resolution."""
+"""Every task, group and tag found in the benchmark folders, and `--tasks` resolution.
+
+Names the folders do not define are looked up in lm-eval's own catalogue when the lm-eval
+package is installed (tasks/catalogue.py), one name at a time, so its 14,000 files are never
+all parsed. A group may override task config keys for its members (lm-eval's
+`- task: arc_challenge` / `num_fewshot: 25` entries, and keys set at the group level): the
+overridden task keeps its name, as in lm-eval, and `configs_for` gives each selected task's
+effective config.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,10 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import LmevalError, close_matches
+from .catalogue import Catalogue, lm_eval_tasks_dir
 from .config import GroupConfig, TaskConfig, group_config_from_dict, task_config_from_dict
 from .yaml_loader import load_task_yaml
 
@@ -17,62 +27,167 @@ class Registry:
     tasks: dict[str, TaskConfig] = field(default_factory=dict)
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     tags: dict[str, list[str]] = field(default_factory=dict)
+    raw: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its YAML, merged
+    roots: dict[str, Path] = field(default_factory=dict)  # task or group -> folder it came from
+    catalogue: Catalogue | None = None
+    _looked_up: set[str] = field(default_factory=set)
 
     @classmethod
-    def scan(cls, folders: Iterable[Path]) -> Registry:
+    def scan(cls, folders: Iterable[Path], *, lm_eval_catalogue: bool = False) -> Registry:
+        """Every YAML under the folders; with `lm_eval_catalogue`, lm-eval's own tasks too
+        (found lazily, by name, when the package is installed)."""
         reg = cls()
         for folder in folders:
             for path in sorted(folder.rglob("*.yaml")):
-                reg._add_file(path)
+                reg._add_file(path, folder)
+        if lm_eval_catalogue and (root := lm_eval_tasks_dir()) is not None:
+            reg.catalogue = Catalogue(root)
         return reg
 
-    def _add_file(self, path: Path) -> None:
+    def _add_file(self, path: Path, root: Path) -> None:
         data = load_task_yaml(path)
-        if "group" in data and "task" in data and isinstance(data["task"], list):
+        if "group" in data and "task" in data:
             group = group_config_from_dict(data, path)
             self._claim(group.group, path)
             self.groups[group.group] = group
+            self.roots[group.group] = root
         elif "task" in data:
-            cfg = task_config_from_dict(data, path)
-            self._claim(cfg.task, path)
-            self.tasks[cfg.task] = cfg
-            for tag in cfg.tag:
-                self.tags.setdefault(tag, []).append(cfg.task)
+            self._add_task(data, path, root)
         # YAML with neither key is an include-only fragment (e.g. _default_template_yaml).
+
+    def _add_task(self, data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
+        cfg = task_config_from_dict(data, path)
+        self._claim(cfg.task, path)
+        self.tasks[cfg.task] = cfg
+        self.raw[cfg.task] = data
+        self.roots[cfg.task] = root
+        for tag in cfg.tag:
+            self.tags.setdefault(tag, []).append(cfg.task)
+        return cfg
 
     def _claim(self, name: str, path: Path) -> None:
         for known in (self.tasks.get(name), self.groups.get(name)):
             if known is not None:
                 raise LmevalError(f"{path}: name {name!r} is already defined in {known.source}")
 
+    # -- lm-eval's catalogue ------------------------------------------------------------------
+    def _known(self, name: str) -> bool:
+        if name in self.tasks or name in self.groups or name in self.tags:
+            return True
+        if self.catalogue is None or name in self._looked_up:
+            return False
+        self._looked_up.add(name)
+        self._load_from_catalogue(name)
+        return name in self.tasks or name in self.groups or name in self.tags
+
+    def _load_from_catalogue(self, name: str) -> None:
+        """Register what lm-eval's catalogue defines under `name`: the task or group of that
+        name (its first definition in path order, as lm-eval's index keeps), or every task
+        tagged with it. Other files that merely mention the name are not parsed further."""
+        assert self.catalogue is not None
+        root = self.catalogue.root
+        for path in self.catalogue.candidates(name):
+            try:
+                data = load_task_yaml(path)
+            except LmevalError:
+                continue  # a file that only mentions the name; its own errors are not ours
+            tags = data.get("tag") or []
+            tags = [tags] if isinstance(tags, str) else tags
+            if data.get("group") == name and "task" in data and name not in self.groups:
+                group = group_config_from_dict(data, path)
+                self.groups[name] = group
+                self.roots[name] = root
+            elif "group" not in data and data.get("task") == name and name not in self.tasks:
+                self._add_task(data, path, root)
+            elif "group" not in data and name in tags and isinstance(data.get("task"), str):
+                task = data["task"]
+                if task not in self.tasks and task not in self.groups:
+                    self._add_task(data, path, root)
+                    self._looked_up.add(task)
+
+    # -- names --------------------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
         return sorted({*self.tasks, *self.groups, *self.tags})
 
+    def _unknown(self, name: str) -> LmevalError:
+        hint = close_matches(name, self.names)
+        if self.catalogue is None and lm_eval_tasks_dir() is None and not hint:
+            hint = " (install lm-eval to reach the tasks of its catalogue)"
+        return LmevalError(f"unknown task {name!r}{hint}")
+
+    def _members(self, group: GroupConfig) -> list[tuple[str, dict[str, Any]]]:
+        """A group's members as (name, overrides): unknown names given with a definition
+        become inline tasks or groups named `<group>::<name>`, as lm-eval names them."""
+        out = []
+        for member in group.members:
+            name, overrides = member.name, member.overrides
+            if not self._known(name) and overrides:
+                full = f"{group.group}::{name}"
+                if full not in self.tasks and full not in self.groups:
+                    data = {**overrides, member.declared_as: full}
+                    if member.declared_as == "group":
+                        self.groups[full] = group_config_from_dict(data, group.source)
+                    else:
+                        self._add_task(data, group.source, self.roots.get(group.group, group.source.parent))
+                    self.roots[full] = self.roots.get(group.group, group.source.parent)
+                name, overrides = full, {}
+            out.append((name, overrides))
+        return out
+
     def leaves(self, name: str, _stack: tuple[str, ...] = ()) -> list[str]:
         """The tasks under a task, group or tag name, in declaration order, without repeats."""
-        if name in _stack:
-            raise LmevalError(f"group cycle: {' -> '.join((*_stack, name))}")
+        return list(dict.fromkeys(cfg.task for cfg in self._configs(name, {}, _stack)))
+
+    def _configs(self, name: str, overrides: dict[str, Any], stack: tuple[str, ...]) -> list[TaskConfig]:
+        if name in stack:
+            raise LmevalError(f"group cycle: {' -> '.join((*stack, name))}")
+        if not self._known(name):
+            raise self._unknown(name)
         if name in self.tasks:
-            return [name]
+            return [self._derived(name, overrides)]
+        out: list[TaskConfig] = []
         if name in self.groups:
-            members = self.groups[name].task
-        elif name in self.tags:
-            members = self.tags[name]
-        else:
-            raise LmevalError(f"unknown task {name!r}{close_matches(name, self.names)}")
-        out: list[str] = []
-        for member in members:
-            for leaf in self.leaves(member, (*_stack, name)):
-                if leaf not in out:
-                    out.append(leaf)
+            group = self.groups[name]
+            base = {**group.overrides, **overrides}
+            for member, own in self._members(group):
+                out.extend(self._configs(member, {**base, **own}, (*stack, name)))
+        else:  # a tag: its tasks, in name order as lm-eval builds them
+            for task in sorted(self.tags[name]):
+                out.extend(self._configs(task, overrides, (*stack, name)))
+        return out
+
+    def _derived(self, name: str, overrides: dict[str, Any]) -> TaskConfig:
+        base = self.tasks[name]
+        overrides = {k: v for k, v in overrides.items() if k not in ("task", "tag", "group")}
+        if not overrides:
+            return base
+        data = {**self.raw[name], **overrides, "task": name}
+        return task_config_from_dict(data, base.source)
+
+    def configs_for(self, picked: Iterable[str]) -> dict[str, TaskConfig]:
+        """Every task under the picked names with the overrides of the groups it was reached
+        through. The same task reached with different overrides is an error, as in lm-eval."""
+        out: dict[str, TaskConfig] = {}
+        via: dict[str, str] = {}
+        for name in picked:
+            for cfg in self._configs(name, {}, ()):
+                known = out.get(cfg.task)
+                if known is not None and known.to_record() != cfg.to_record():
+                    raise LmevalError(
+                        f"task {cfg.task!r} is selected twice with different settings (through {via[cfg.task]!r} "
+                        f"and {name!r}): run them in separate pytest runs"
+                    )
+                out.setdefault(cfg.task, cfg)
+                via.setdefault(cfg.task, name)
         return out
 
     def children(self, group: str) -> list[str]:
         """A group's direct members, with tags expanded to their tasks."""
         out: list[str] = []
-        for member in self.groups[group].task:
-            out.extend(self.tags.get(member, [member]) if member not in self.groups else [member])
+        for member, _ in self._members(self.groups[group]):
+            self._known(member)
+            out.extend(sorted(self.tags[member]) if member in self.tags and member not in self.groups else [member])
         return out
 
     def resolve(self, selection: str) -> list[str]:
@@ -109,4 +224,6 @@ class Registry:
         for name in sorted(self.tasks):
             cfg = self.tasks[name]
             lines.append(f"  {name:<40} {cfg.output_type:<16} {cfg.dataset_path}")
+        if self.catalogue is not None:
+            lines.append(f"(and any task of lm-eval's catalogue in {self.catalogue.root}, by name)")
         return "\n".join(lines)
