@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .cache import ResponseCache
-from .models.base import Backend
+from .models.base import Backend, RequestFailed
 from .requests import KINDS, Request, Response
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -77,7 +77,12 @@ def run_requests(
         size = CHUNK if cache is not None else len(of_kind)
         for start in range(0, len(of_kind), size):
             chunk = of_kind[start : start + size]
-            responses = method(chunk, advance)
+            try:
+                responses = method(chunk, advance)
+            except RequestFailed as exc:  # keep what the backend finished before giving up
+                if cache is not None and exc.completed:
+                    cache.store(exc.completed)
+                raise
             if len(responses) != len(chunk):
                 raise RuntimeError(
                     f"backend {backend.spec.label} returned {len(responses)} answers for {len(chunk)} {kind} requests"

@@ -3,6 +3,7 @@ purpose: the work lives in the modules these hooks call."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from . import distribute
 from .engine import run_requests
 from .errors import LmevalError
-from .models.base import Backend, load_backend
+from .models.base import Backend, RequestFailed, load_backend, redact_args_text
 from .options import addoptions
 from .progress import progress_bar
 from .report import summary
@@ -55,7 +56,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     opts = state_of(config).options
     if opts.model is None:
         return None
-    return [f"lmeval: model {opts.model.label}" + (f" ({opts.model_args_text})" if opts.model_args_text else "")]
+    args = redact_args_text(opts.model_args_text)
+    return [f"lmeval: model {opts.model.label}" + (f" ({args})" if args else "")]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -134,6 +136,22 @@ def _my_items(session: pytest.Session) -> list[pytest.Item]:
     return session.items[span.start : span.stop]
 
 
+@contextlib.contextmanager
+def _stop_on_failure(state: LmevalState) -> Generator[None, None, None]:
+    """A backend that gave up on a request stops the run with one line naming the server's
+    error and the documents that asked (not one identical error per item)."""
+    try:
+        yield
+    except RequestFailed as exc:
+        docs = [f"{w.task}-{w.doc_id}" for w in state.work.values() if exc.request in w.requests]
+        where = ", ".join(docs[:5]) + (f" and {len(docs) - 5} more" if len(docs) > 5 else "")
+        kept = "; answers finished so far are cached, a rerun resumes" if state.open_cache() is not None else ""
+        pytest.exit(
+            f"lmeval: stopped at a {exc.request.kind} request of document {where or '?'}: {exc.reason}{kept}",
+            returncode=pytest.ExitCode.INTERRUPTED,
+        )
+
+
 @pytest.fixture(scope="session")
 def lmeval_answers(request: pytest.FixtureRequest) -> dict:
     """Every selected document's requests, answered in one pass of the engine (the model is
@@ -141,7 +159,7 @@ def lmeval_answers(request: pytest.FixtureRequest) -> dict:
     state = state_of(request.config)
     work = [state.work[i.nodeid] for i in _my_items(request.session) if i.nodeid in state.work]
     cache = state.open_cache()
-    with _shown(request.config)():
+    with _shown(request.config)(), _stop_on_failure(state):
         answers, stats = run_requests(
             lambda: request.getfixturevalue("lm"),
             (r for w in work for r in w.requests),
@@ -162,9 +180,10 @@ def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict) -> ScoredDo
     work = state.work[request.node.nodeid]
     missing = [r for r in work.requests if r not in lmeval_answers]
     if missing:  # not in this worker's shard (e.g. re-sent after a worker crashed)
-        extra, _ = run_requests(
-            lambda: request.getfixturevalue("lm"), missing, progress_bar(request.config), cache=state.open_cache()
-        )
+        with _stop_on_failure(state):
+            extra, _ = run_requests(
+                lambda: request.getfixturevalue("lm"), missing, progress_bar(request.config), cache=state.open_cache()
+            )
         lmeval_answers.update(extra)
     task = state.tasks[ref.task]
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,8 +16,27 @@ Progress = Callable[[int], None]
 # backend name -> "module:Class", imported only when chosen so `dummy:` never imports torch.
 BACKENDS = {
     "hf": "pytest_lmeval.models.hf:HFBackend",
+    "local-completions": "pytest_lmeval.models.api.completions:LocalCompletions",
+    "openai-completions": "pytest_lmeval.models.api.completions:OpenAICompletions",
+    "local-chat-completions": "pytest_lmeval.models.api.chat:LocalChatCompletions",
+    "openai-chat-completions": "pytest_lmeval.models.api.chat:OpenAIChatCompletions",
     "dummy": "pytest_lmeval.models.dummy:DummyBackend",
 }
+
+
+class RequestFailed(Exception):
+    """A backend gave up on a request (a server kept failing, or cannot answer this kind).
+
+    The run stops with `reason`, naming the documents that asked for `request`. `completed`
+    holds the answers the backend finished before giving up, so the engine caches them and a
+    rerun computes only the rest.
+    """
+
+    def __init__(self, request: Request, reason: str, completed: Iterable[tuple[Request, Any]] = ()) -> None:
+        super().__init__(reason)
+        self.request = request
+        self.reason = reason
+        self.completed = list(completed)
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,37 @@ def parse_model_args(value: str | None) -> dict[str, Any]:
             raise LmevalError(f"--model-args: {key!r} is given twice")
         out[key] = _coerce(raw.strip())
     return out
+
+
+# Model-arg names whose values are secrets; `*_env` names a variable and is kept.
+_SECRET_NAME = re.compile(r"^(.*_)?token$|api_?key|secret|passw|auth|bearer|credential", re.I)
+_NOT_SECRET_NAME = re.compile(r"^(pad|bos|eos|unk|sep|cls|mask|prefix)_token$", re.I)
+_SECRET_VALUE = re.compile(r"^(sk-|hf_|Bearer\s)\S{6,}")
+REDACTED = "<redacted>"
+
+
+def is_secret(key: str, value: Any) -> bool:
+    if key.endswith("_env"):
+        return False
+    named = bool(_SECRET_NAME.search(key)) and not _NOT_SECRET_NAME.match(key)
+    named = named and not isinstance(value, (bool, int, float)) and value is not None
+    return named or bool(_SECRET_VALUE.match(str(value)))
+
+
+def redact_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Model args as they may be written to reports and terminals: secret values replaced."""
+    return {k: (REDACTED if is_secret(k, v) else v) for k, v in args.items()}
+
+
+def redact_args_text(text: str | None) -> str | None:
+    """The raw `--model-args` string with secret values replaced, the rest untouched."""
+    if not text:
+        return text
+    parts = []
+    for part in text.split(","):
+        key, sep, raw = part.partition("=")
+        parts.append(f"{key}={REDACTED}" if sep and is_secret(key.strip(), raw.strip()) else part)
+    return ",".join(parts)
 
 
 def load_backend(spec: ModelSpec, *, device: str | None, batch_size: int | str) -> Backend:

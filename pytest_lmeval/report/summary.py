@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from ..models.base import redact_args, redact_args_text
 from ..session import LmevalState
 from . import table
 from .aggregate import Results, aggregate
@@ -17,8 +18,8 @@ def _run_config(state: LmevalState) -> dict[str, Any]:
     return {
         "model": opts.model.backend if opts.model else None,
         "model_name": opts.model.name if opts.model else None,
-        "model_args": opts.model_args_text,
-        "model_args_parsed": dict(opts.model.args) if opts.model else {},
+        "model_args": redact_args_text(opts.model_args_text),
+        "model_args_parsed": redact_args(opts.model.args) if opts.model else {},
         "batch_size": opts.batch_size,
         "device": opts.device,
         "limit": opts.limit,
@@ -67,7 +68,7 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
     model = state.options.model.label if state.options.model else "?"
     reporter.write_sep("=", "lmeval results")
     reporter.write_line(
-        f"{model} ({state.options.model_args_text or 'no model args'}), "
+        f"{model} ({redact_args_text(state.options.model_args_text) or 'no model args'}), "
         f"limit: {state.options.limit}, num_fewshot: {state.options.num_fewshot}, "
         f"batch_size: {state.options.batch_size}"
     )

@@ -1,0 +1,126 @@
+"""What the OpenAI-compatible backends share: settings, key, tokenizer, and the bookkeeping that
+maps HTTP calls back to requests (one call may carry several prompts, one request may need
+several calls), so progress counts finished requests and a failure hands back every request
+that did finish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...requests import Request
+from ..base import ModelSpec, Progress, RequestFailed
+from ..tokens import LmTokenizer, TiktokenAdapter, load_hf_tokenizer
+from .http import ApiClient, Call, CallsFailed, RetryPolicy
+from .settings import ApiSettings, auth_headers, parse_settings
+
+
+class ApiBackend:
+    endpoint = "completions"
+    default_url: str | None = None
+    default_tokenizer_backend: str | None = "huggingface"
+    key_required = False
+    max_stops: int | None = None  # OpenAI's own API takes at most 4 stop sequences
+
+    def __init__(self, spec: ModelSpec, *, device: str | None, batch_size: int | str) -> None:
+        self.spec = spec
+        self.settings: ApiSettings = parse_settings(
+            spec,
+            endpoint=self.endpoint,
+            default_url=self.default_url,
+            default_tokenizer_backend=self.default_tokenizer_backend,
+            key_required=self.key_required,
+            cli_batch_size=batch_size,
+        )
+        s = self.settings
+        headers, key = auth_headers(s)
+        self.client = ApiClient(
+            s.urls,
+            headers=headers,
+            num_concurrent=s.num_concurrent,
+            timeout=s.timeout,
+            policy=RetryPolicy(s.max_retries, s.backoff, s.max_backoff),
+            secrets=[key] if key else [],
+            verify_certificate=s.verify_certificate,
+        )
+        # lm-eval keeps one position free for the token the server generates after the prompt.
+        self.max_len = s.max_length - 1
+        self.tokenizer = self._load_tokenizer()
+        self.eos = s.eos_string or (self.tokenizer.eos_text if self.tokenizer else None)
+
+    def _load_tokenizer(self) -> LmTokenizer | None:
+        s = self.settings
+        if s.tokenizer_backend is None:
+            return None
+        if s.tokenizer_backend == "tiktoken":
+            raw: Any = TiktokenAdapter(s.model)
+        else:
+            raw = load_hf_tokenizer(str(s.tokenizer), **s.tokenizer_kwargs)
+        return LmTokenizer(raw, add_special_tokens=s.add_bos_token, prefix_token_id=s.prefix_token_id)
+
+    def info(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "base_url": list(s.urls),
+            "served_model": s.model,
+            "tokenizer": s.tokenizer,
+            "tokenizer_backend": s.tokenizer_backend,
+            "tokenized_requests": s.tokenized_requests,
+            "max_length": s.max_length,
+            "batch_size": s.batch_size,
+            "num_concurrent": s.num_concurrent,
+            "max_retries": s.max_retries,
+            "timeout": s.timeout,
+            "api_key_env": s.api_key_env,
+        }
+
+    def stops(self, until: list[str]) -> list[str]:
+        stops = until + [self.eos] if self.eos and self.eos not in until else list(until)
+        return stops[: self.max_stops] if self.max_stops else stops
+
+    def dispatch(
+        self,
+        requests: Sequence[Request],
+        owners: Sequence[int],
+        calls: Sequence[Call],
+        call_items: Sequence[Sequence[int]],
+        combine: Callable[[list[Any]], Any],
+        progress: Progress,
+    ) -> list[Any]:
+        """Run `calls`; call i answers items `call_items[i]` (its parse returns one answer per
+        item), item j belongs to request `owners[j]`, and a request's answer is `combine` of its
+        items' answers in item order."""
+        left = [0] * len(requests)
+        for owner in owners:
+            left[owner] += 1
+        item_answers: list[Any] = [None] * len(owners)
+        empty = sum(1 for n in left if n == 0)
+        if empty:
+            progress(empty)
+
+        def on_done(i: int, answers: list[Any]) -> None:
+            if len(answers) != len(call_items[i]):
+                raise ValueError(f"{len(answers)} answers for {len(call_items[i])} prompts")
+            finished = 0
+            for j, answer in zip(call_items[i], answers, strict=True):
+                item_answers[j] = answer
+                left[owners[j]] -= 1
+                finished += left[owners[j]] == 0
+            progress(finished)
+
+        def answer_of(r: int) -> Any:
+            return combine([item_answers[j] for j in by_owner[r]])
+
+        by_owner: list[list[int]] = [[] for _ in requests]
+        for j, owner in enumerate(owners):
+            by_owner[owner].append(j)
+        try:
+            self.client.run(calls, on_done)
+        except CallsFailed as exc:
+            failed = requests[owners[call_items[exc.index][0]]]
+            done = [(requests[r], answer_of(r)) for r in range(len(requests)) if left[r] == 0]
+            raise RequestFailed(failed, f"{self.spec.backend} server error: {exc.reason}", done) from None
+        return [answer_of(r) for r in range(len(requests))]
+
+    def cannot(self, kind: str, requests: Sequence[Request], why: str) -> RequestFailed:
+        return RequestFailed(requests[0], f"{self.spec.backend} cannot answer {kind} requests: {why}")
