@@ -126,7 +126,7 @@ class RegexFilter(Filter):
 
 
 @cache
-def _punctuation_table() -> dict[int, None]:
+def punctuation_table() -> dict[int, None]:
     """Every Unicode punctuation code point, to delete with str.translate (built once)."""
     return dict.fromkeys(i for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P"))
 
@@ -173,7 +173,7 @@ class MultiChoiceRegexFilter(RegexFilter):
         if self.ignore_case:
             text = text.lower()
         if self.ignore_punctuation:
-            text = text.translate(_punctuation_table())
+            text = text.translate(punctuation_table())
         return text
 
     def apply(self, resps, docs):

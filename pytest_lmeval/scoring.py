@@ -1,7 +1,10 @@
-"""Turning a document's answers into its scores and its sample record.
+"""Turning a document's answers into its scores and its sample records.
 
-The record is plain JSON data: it rides on the item's test report (so it crosses xdist's wire
-unchanged) and is all the controller needs to aggregate and to write samples.
+Each of the task's filter pipelines (`none` = take_first when the task names none) turns the
+answers into filtered values, and the metrics are computed once per pipeline, keyed
+`metric,filter` as in lm-eval's results. The record is plain JSON data: it rides on the item's
+test report (so it crosses xdist's wire unchanged) and is all the controller needs to aggregate
+and to write samples (one per document and filter, lm-eval's sample schema).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import metrics
+from .filters import DEFAULT_FILTER
 from .requests import Request, Response
 from .tasks import DocRequests, Task
 
@@ -20,65 +26,138 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def metric_key(metric: str, filter_name: str) -> str:
+    return f"{metric},{filter_name}"
+
+
+def short_name(key: str) -> str:
+    """What an item shows: `acc` for the default filter, `exact_match,strict-match` else."""
+    metric, _, filter_name = key.partition(",")
+    return metric if filter_name == DEFAULT_FILTER else key
+
+
 @dataclass
 class ScoredDoc:
     """What a benchmark's test function receives: one document, scored."""
 
     task: str
     doc_id: int
-    metrics: dict[str, float]
+    metrics: dict[str, Any]  # short_name(key) -> value
     record: dict[str, Any]
     item_outcome: str = "scored"
 
     @property
     def correct(self) -> bool | None:
-        """Whether the model got it right, by the first 0/1 metric; None if there is none."""
+        """Whether the model got it right, by the first 0/1 metric (under the task's first
+        filter); None if there is none."""
         for name in ("acc", "exact_match", "acc_norm"):
-            if name in self.metrics:
-                return self.metrics[name] == 1.0
+            for key, value in self.metrics.items():
+                if key.partition(",")[0] == name and isinstance(value, (int, float)):
+                    return value == 1.0
         return None
 
     def check(self) -> None:
         """Pass when scored; with --item-outcome=correct, fail when the answer is wrong."""
         if self.item_outcome == "correct" and self.correct is False:
-            shown = ", ".join(f"{k}={v:g}" for k, v in self.metrics.items())
+            shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items())
             raise AssertionError(f"{self.task}-{self.doc_id} answered wrong ({shown})")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, tuples (weighted metrics) to lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _instances(task: Task, work: DocRequests, responses: list[Response]) -> list[list[Response]]:
+    """lm-eval's instances: a generative document is one instance answered `repeats` times;
+    every other request is its own instance with one answer."""
+    if task.config.output_type == "generate_until":
+        return [list(responses)]
+    return [[r] for r in responses]
+
+
+def _compute(task: Task, work: DocRequests, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    """lm-eval's ConfigurableTask.process_results on one filter's values."""
+    cfg = task.config
+    if cfg.process_results is not None:
+        out = cfg.process_results(doc, results)
+        if not isinstance(out, dict):
+            raise TypeError(f"process_results must return a dict of metrics, got {type(out).__name__}")
+        return {k: _plain(v) for k, v in out.items()}
+    wanted = cfg.metrics
+    if cfg.output_type == "multiple_choice":
+        n = len(results) - work.unconditional
+        lls = [float(r[0]) for r in results[:n]]
+        greedy = [bool(r[1]) for r in results[:n]]
+        unconditional = [float(r[0]) for r in results[n:]] if work.unconditional else None
+        target = work.gold if task.multiple_input else work.target
+        return metrics.score_multiple_choice(
+            lls, work.choices, target, wanted, greedy=greedy, unconditional=unconditional
+        )
+    if cfg.output_type == "loglikelihood":
+        ll, greedy = results[0]
+        return metrics.score_loglikelihood(float(ll), bool(greedy), wanted)
+    if cfg.output_type == "loglikelihood_rolling":
+        return metrics.score_rolling(float(results[0]), work.target, wanted)
+    gold = work.target
+    if cfg.doc_to_choice is not None:
+        gold = work.choices[gold] if work.choices else gold
+    return {m: metrics.score_generation(results[0], gold, m, cfg.metric_options(m)) for m in wanted}
 
 
 def score(task: Task, work: DocRequests, answers: dict[Request, Response], log_sample: bool) -> ScoredDoc:
     responses = [answers[r] for r in work.requests]
-    cfg = task.config
-    if cfg.output_type == "multiple_choice":
-        lls = [float(ll) for ll, _ in responses]
-        values = metrics.score_multiple_choice(lls, work.choices, work.target, cfg.metrics)
-    else:
-        ll, greedy = responses[0]
-        values = metrics.score_loglikelihood(float(ll), bool(greedy), cfg.metrics)
+    doc = task.docs[work.doc_id]
+    instances = _instances(task, work, responses)
+    values: dict[str, Any] = {}
+    samples: list[dict[str, Any]] = []
+    for pipeline in task.config.filters:
+        filtered = pipeline.apply([list(i) for i in instances], [doc] * len(instances))
+        per_filter = _compute(task, work, doc, filtered)
+        values.update({metric_key(m, pipeline.name): v for m, v in per_filter.items()})
+        if log_sample:
+            samples.append(sample_record(task, work, instances, filtered, pipeline.name, per_filter))
     record: dict[str, Any] = {"task": work.task, "doc_id": work.doc_id, "metrics": values}
     if log_sample:
-        record["sample"] = sample_record(task, work, responses, values)
-    return ScoredDoc(work.task, work.doc_id, values, record)
+        record["samples"] = samples
+    shown = {short_name(k): v for k, v in values.items()}
+    return ScoredDoc(work.task, work.doc_id, shown, record)
 
 
-def sample_record(task: Task, work: DocRequests, responses: list[Response], values: dict[str, float]) -> dict[str, Any]:
-    """One line of samples/<task>.jsonl, in lm-eval's sample schema."""
+def _strings(value: Any) -> Any:
+    """lm-eval's sanitize_list: every leaf as a string, lists and tuples kept as lists."""
+    if isinstance(value, (list, tuple)):
+        return [_strings(v) for v in value]
+    return str(value)
+
+
+def sample_record(
+    task: Task,
+    work: DocRequests,
+    instances: list[list[Response]],
+    filtered: list[Any],
+    filter_name: str,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """One line of samples/<task>.jsonl, in lm-eval's sample schema (as its tracker writes it)."""
     doc = task.docs[work.doc_id]
-    resps = [[[f"{float(ll)}", f"{bool(g)}"]] for ll, g in responses]
-    target = work.target
-    if task.config.output_type == "multiple_choice" and isinstance(target, int):
-        target_text = work.choices[target] if 0 <= target < len(work.choices) else str(target)
-    else:
-        target_text = str(target)
+    requests = [work.requests[0]] if task.config.output_type == "generate_until" else list(work.requests)
+    arguments = {}
+    for i, req in enumerate(requests):
+        args = (req.args[0], req.gen_kwargs) if req.kind == "generate_until" else req.args
+        arguments[f"gen_args_{i}"] = {f"arg_{j}": arg for j, arg in enumerate(args)}
     return {
         "doc_id": work.doc_id,
         "doc": doc,
-        "target": target_text,
-        "arguments": {
-            f"gen_args_{i}": {f"arg_{j}": arg for j, arg in enumerate(r.args)} for i, r in enumerate(work.requests)
-        },
-        "resps": resps,
-        "filtered_resps": [r[0] for r in resps],
-        "filter": "none",
+        "target": str(work.target),
+        "arguments": arguments,
+        "resps": _strings(instances),
+        "filtered_resps": _strings(filtered),
+        "filter": filter_name,
         "metrics": list(values),
         **values,
         "doc_hash": sha256(json.dumps(doc, indent=2, default=str, ensure_ascii=False)),

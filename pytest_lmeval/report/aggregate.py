@@ -1,4 +1,14 @@
-"""Per-task and per-group results from the documents' records, as lm-eval aggregates them."""
+"""Per-task and per-group results from the documents' records, as lm-eval aggregates them.
+
+Every value is keyed `metric,filter` (`acc,none`, `exact_match,strict-match`), as in lm-eval's
+results.json. A group aggregates over all the tasks beneath it (its leaves, at any depth, as
+lm-eval 0.4.13's Group.aggregate does), once per filter: the filters named in its
+`aggregate_metric_list` entry, else every filter its tasks report for that metric.
+
+One extension, for leaderboard-style averages of different metrics: an entry with `of:`, a
+mapping from member (task or group) to the `metric,filter` key that stands for it, averages
+those values (unweighted unless `weight_by_size: true`) under the entry's metric name.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import metrics
+from ..filters import DEFAULT_FILTER
 from ..tasks import Registry, Task
 
-FILTER = "none"
+
+def split_key(key: str) -> tuple[str, str]:
+    metric, _, filter_name = key.partition(",")
+    return metric, filter_name or DEFAULT_FILTER
 
 
 @dataclass
@@ -21,15 +35,16 @@ class Entry:
     alias: str
     is_group: bool
     n: int
-    values: dict[str, float] = field(default_factory=dict)
-    stderrs: dict[str, float | str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)  # "metric,filter" -> value
+    stderrs: dict[str, float | str] = field(default_factory=dict)  # same keys
     missing: list[str] = field(default_factory=list)  # groups: subtasks without results
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"alias": self.alias}
-        for metric, value in self.values.items():
-            out[f"{metric},{FILTER}"] = value
-            out[f"{metric}_stderr,{FILTER}"] = self.stderrs[metric]
+        for key, value in self.values.items():
+            metric, filter_name = split_key(key)
+            out[key] = value
+            out[f"{metric}_stderr,{filter_name}"] = self.stderrs[key]
         if self.missing:
             out["partial"] = True
             out["missing_subtasks"] = self.missing
@@ -46,32 +61,62 @@ class Results:
 
 def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
     entry = Entry(task.name, alias, False, len(docs))
-    for metric in task.config.metrics:
-        values = [d["metrics"][metric] for d in docs if metric in d["metrics"]]
-        if values:
-            entry.values[metric], entry.stderrs[metric] = metrics.aggregate(metric, values)
+    keys: dict[str, None] = {}
+    for d in docs:
+        keys.update(dict.fromkeys(d["metrics"]))
+    # lm-eval's order: filter by filter, each filter's metrics in the task's order.
+    order = {f: i for i, f in enumerate(task.config.filter_names)}
+    for key in sorted(keys, key=lambda k: order.get(split_key(k)[1], len(order))):
+        metric = split_key(key)[0]
+        values = [d["metrics"][key] for d in docs if key in d["metrics"]]
+        aggregation = task.config.aggregation(metric)
+        entry.values[key], entry.stderrs[key] = metrics.aggregate(metric, values, aggregation)
     return entry
 
 
-def _group_entry(name: str, alias: str, registry: Registry, children: list[Entry], missing: list[str]) -> Entry:
-    entry = Entry(name, alias, True, sum(c.n for c in children), missing=missing)
+def _combine(values: list[float], stderrs: list[Any], sizes: list[int], by_size: bool) -> tuple[float, float | str]:
+    value = metrics.weighted_mean(values, sizes, by_size)
+    if len(stderrs) != len(values) or any(s == metrics.NA for s in stderrs):
+        return value, metrics.NA
+    if by_size:
+        return value, metrics.pooled_stderr(stderrs, sizes)
+    return value, metrics.unweighted_stderr(stderrs)
+
+
+def _group_entry(name: str, alias: str, registry: Registry, entries: dict[str, Entry], missing: list[str]) -> Entry:
+    leaves = [entries[t] for t in registry.leaves(name) if t in entries and not entries[t].is_group]
+    entry = Entry(name, alias, True, sum(leaf.n for leaf in leaves), missing=missing)
     for spec in registry.groups[name].aggregate_metric_list:
         metric = spec["metric"]
-        if spec.get("aggregation", "mean") != "mean":
-            raise ValueError(f"group {name}: only mean aggregation is supported")
-        have = [c for c in children if metric in c.values]
-        if not have:
-            continue
-        sizes = [c.n for c in have]
         by_size = bool(spec.get("weight_by_size", True))
-        entry.values[metric] = metrics.weighted_mean([c.values[metric] for c in have], sizes, by_size)
-        stderrs = [c.stderrs[metric] for c in have]
-        if any(s == metrics.NA for s in stderrs):
-            entry.stderrs[metric] = metrics.NA
-        elif by_size:
-            entry.stderrs[metric] = metrics.pooled_stderr(stderrs, sizes)  # type: ignore[arg-type]
-        else:
-            entry.stderrs[metric] = metrics.unweighted_stderr(stderrs)  # type: ignore[arg-type]
+        if "of" in spec:  # pytest-lmeval: one chosen score per member
+            parts = [(entries[m], key) for m, key in spec["of"].items() if m in entries and key in entries[m].values]
+            if parts:
+                key = f"{metric},{DEFAULT_FILTER}"
+                entry.values[key], entry.stderrs[key] = _combine(
+                    [e.values[k] for e, k in parts],
+                    [e.stderrs[k] for e, k in parts],
+                    [e.n for e, _ in parts],
+                    bool(spec.get("weight_by_size", False)),
+                )
+            continue
+        filters = spec.get("filter_list")
+        if filters is None:
+            found = {split_key(k)[1] for leaf in leaves for k in leaf.values if split_key(k)[0] == metric}
+            filters = sorted(found)
+        elif isinstance(filters, str):
+            filters = [filters]
+        for filter_name in filters:
+            key = f"{metric},{filter_name}"
+            have = [leaf for leaf in leaves if key in leaf.values]
+            if not have:
+                continue
+            entry.values[key], entry.stderrs[key] = _combine(
+                [leaf.values[key] for leaf in have],
+                [leaf.stderrs[key] for leaf in have],
+                [leaf.n for leaf in have],
+                by_size,
+            )
     return entry
 
 
@@ -97,12 +142,14 @@ def aggregate(
         if name in registry.tasks:
             if not by_task.get(name) or name in entries:
                 return entries.get(name)
-            cfg = registry.tasks[name]
+            cfg = tasks[name].config
             entries[name] = _task_entry(tasks[name], by_task[name], prefix + (cfg.task_alias or name))
             return entries[name]
         if name not in registry.groups:  # a tag: report its tasks, no aggregate of its own
             found = [visit(child, depth) for child in registry.tags.get(name, [])]
             return None if not any(found) else found[-1]
+        if name in entries:
+            return entries[name]
         slot = len(entries)
         children: list[Entry] = []
         missing: list[str] = []
@@ -116,7 +163,7 @@ def aggregate(
         if not children:
             return None
         group = registry.groups[name]
-        entry = _group_entry(name, prefix + (group.group_alias or name), registry, children, missing)
+        entry = _group_entry(name, prefix + (group.group_alias or name), registry, entries, missing)
         items = list(entries.items())
         items.insert(slot, (name, entry))
         entries.clear()

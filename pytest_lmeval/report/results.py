@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tasks import Registry, Task
-from .aggregate import Results
+from .aggregate import Results, split_key
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -58,6 +58,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _group_higher_is_better(group: str, results: Results, tasks: dict[str, Task], registry: Registry) -> dict:
+    """A group's metrics point the way its tasks' do (up, for a metric no task defines)."""
+    out: dict[str, bool] = {}
+    for key in results.entries[group].values:
+        metric = split_key(key)[0]
+        hib = [tasks[t].config.higher_is_better().get(metric) for t in registry.leaves(group) if t in tasks]
+        out[metric] = next((h for h in hib if h is not None), True)
+    return out
+
+
 def build_results(
     results: Results,
     tasks: dict[str, Task],
@@ -82,7 +92,7 @@ def build_results(
         "n-shot": {n: tasks[n].num_fewshot for n in names},
         "higher_is_better": {
             **{n: tasks[n].config.higher_is_better() for n in names},
-            **{g: {m: True for m in results.entries[g].values} for g in groups},
+            **{g: _group_higher_is_better(g, results, tasks, registry) for g in groups},
         },
         "n-samples": {n: {"original": tasks[n].original_size, "effective": results.entries[n].n} for n in names},
         "config": run_config,
@@ -101,14 +111,16 @@ def write_results(out_dir: Path, doc: dict[str, Any]) -> Path:
 
 
 def write_samples(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """samples/<task>.jsonl: one line per document and filter, filter by filter and each in
+    document order, as lm-eval writes them."""
+    by_task: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
     for rec in records:
-        if "sample" in rec:
-            by_task[rec["task"]].append(rec["sample"])
+        for position, sample in enumerate(rec.get("samples", ())):
+            by_task[rec["task"]].append((position, sample["doc_id"], sample))
     paths = []
     for task, samples in by_task.items():
-        samples.sort(key=lambda s: s["doc_id"])
-        text = "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for s in samples)
+        samples.sort(key=lambda s: s[:2])
+        text = "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for _, _, s in samples)
         path = out_dir / "samples" / f"{task}.jsonl"
         atomic_write(path, text)
         paths.append(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..metrics import NA
-from .aggregate import FILTER, Results
+from .aggregate import Results, split_key
 
 HEADERS = ["Tasks", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"]
 RIGHT = {"Version", "n-shot", "Value", "Stderr"}
@@ -44,18 +44,20 @@ def render(
             continue
         alias = entry.alias + (" (partial)" if entry.missing else "")
         first = True
-        for metric, value in entry.values.items():
-            arrow = {True: "↑", False: "↓"}.get(higher_is_better.get(name, {}).get(metric), " ")
-            stderr = entry.stderrs.get(metric, NA)
+        for key, value in entry.values.items():
+            metric, filter_name = split_key(key)
+            hib = higher_is_better.get(name, {})
+            arrow = {True: "↑", False: "↓"}.get(hib.get(metric, hib.get(key)), " ")
+            stderr = entry.stderrs.get(key, NA)
             rows.append(
                 [
                     alias if first else "",
                     str(versions.get(name, "")) if first else "",
-                    FILTER,
+                    filter_name,
                     str(n_shot.get(name, "")) if first and not entry.is_group else "",
                     metric,
                     arrow,
-                    _fmt(value),
+                    _fmt(value) if isinstance(value, (int, float, str)) else str(value),
                     "±" if stderr != NA else "",
                     _fmt(stderr) if stderr != NA else NA,
                 ]

@@ -1,8 +1,15 @@
 """A task at run time: its documents, their prompts (with few-shot examples) and requests.
 
-Prompt assembly and few-shot sampling follow lm-evaluation-harness 0.4.x exactly: the sampler
-is one `random.Random(seed)` that advances document by document in data set order, so a
-document's examples do not depend on which other documents were selected with `-k`.
+Prompt assembly and few-shot sampling follow lm-evaluation-harness 0.4.13's ConfigurableTask
+exactly (fewshot_context, build_qa_turn, construct_requests): the sampler is one
+`random.Random(seed)` that advances document by document in data set order, so a document's
+examples do not depend on which other documents were selected with `-k`.
+
+Multiple-input tasks (Winogrande) are the one shape where the document's question is not text:
+`doc_to_text` gives the index of the right choice, each "choice" is a whole context, and the
+single continuation from `doc_to_target` is scored after each of them. The task states it
+(`multiple_input`) and the requests say it plainly: one loglikelihood request per context,
+all with the same continuation.
 """
 
 from __future__ import annotations
@@ -18,27 +25,35 @@ from ..requests import Request
 from . import templates
 from .config import TaskConfig
 from .data import apply_process_docs, load_split
+from .prompts import PLAIN, Message, PromptStyle, maybe_delimit, qa_turn
 
 
 @dataclass(frozen=True)
 class DocRequests:
-    """What one document asks of the model, and what scoring needs besides the answers."""
+    """What one document asks of the model, and what scoring needs besides the answers.
+
+    For a generative task with `repeats: K`, `requests` holds the K requests of its one
+    instance (identical when decoding is greedy, so they are computed once)."""
 
     task: str
     doc_id: int
     requests: tuple[Request, ...]
     choices: tuple[str, ...]
     target: Any
+    gold: Any = None  # multiple-input tasks: the index of the right context
+    prompt: str = ""  # the (first) context, for samples' prompt_hash
+    unconditional: int = 0  # trailing ("", choice) requests for acc_mutual_info
 
 
-def _maybe_delimit(prefix: str | None, suffix: str | None, delimiter: str = " ") -> str:
-    if not prefix:
-        return suffix or ""
-    if not suffix:
-        return prefix
-    if prefix[-1].isspace() or suffix[0].isspace():
-        return prefix + suffix
-    return prefix + delimiter + suffix
+def _ends_with_whitespace(text: str | None) -> bool:
+    return bool(text) and text[-1].isspace()
+
+
+def is_sampling(gen_kwargs: dict[str, Any]) -> bool:
+    """lm-eval's rule: do_sample when given, else sampling exactly when temperature > 0."""
+    if gen_kwargs.get("do_sample") is not None:
+        return bool(gen_kwargs["do_sample"])
+    return float(gen_kwargs.get("temperature", 0.0) or 0.0) > 0.0
 
 
 class Task:
@@ -50,28 +65,40 @@ class Task:
         num_fewshot: int | None = None,
         limit: int | float | None = None,
         seed: int = 1234,
+        style: PromptStyle = PLAIN,
+        gen_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.name = config.task
         self.data_dir = data_dir
-        self.num_fewshot = num_fewshot if num_fewshot is not None else (config.num_fewshot or 0)
+        # lm-eval: --num_fewshot overrides the task's, except a task that fixes 0 shots.
+        if num_fewshot is not None and config.num_fewshot != 0:
+            self.num_fewshot = num_fewshot
+        else:
+            self.num_fewshot = config.num_fewshot or 0
         self.seed = seed
+        self.style = style
+        self.generation_kwargs = dict(config.generation_kwargs or {})
+        if config.output_type == "generate_until" and gen_kwargs:
+            self.generation_kwargs.update(gen_kwargs)  # lm-eval: CLI gen_kwargs update the task's
         self.docs = self._load(config.eval_split, config.process_docs)
         self.original_size = len(self.docs)
         if limit is not None:
             n = int(limit) if limit >= 1 else math.ceil(len(self.docs) * limit)
             self.docs = self.docs[:n]
+        # lm-eval's FewshotConfig: its own keys win over the task's (formatting fields only
+        # when set, since a None there falls back to the task's field).
         fs = config.fewshot_config
-        self._fs_text = fs.get("doc_to_text") or config.doc_to_text
-        self._fs_choice = fs.get("doc_to_choice") or config.doc_to_choice
-        self._fs_target = fs.get("doc_to_target") or config.doc_to_target
+        self._fs_text = fs.get("doc_to_text") if fs.get("doc_to_text") is not None else config.doc_to_text
+        self._fs_choice = fs.get("doc_to_choice") if fs.get("doc_to_choice") is not None else config.doc_to_choice
+        self._fs_target = fs.get("doc_to_target") if fs.get("doc_to_target") is not None else config.doc_to_target
         self._fs_target_delim = fs.get("target_delimiter", config.target_delimiter)
         self._fs_delim = fs.get("fewshot_delimiter", config.fewshot_delimiter)
         self._fs_gen_prefix = fs.get("gen_prefix", config.gen_prefix)
         self._fewshot_docs: list[dict[str, Any]] | None = None
-        self._fewshot_text: dict[int, str] = {}
         self._sampled: list[list[int]] = []
         self._rng = random.Random(seed)
+        self.multiple_input = self._is_multiple_input()
 
     # -- data ---------------------------------------------------------------------------------
     def _load(self, split: str, process_docs: Any) -> list[dict[str, Any]]:
@@ -79,24 +106,62 @@ class Task:
         rows = load_split(cfg.dataset_path, cfg.dataset_name, split, self.data_dir, cfg.task)
         return apply_process_docs(process_docs, rows, cfg.task) if process_docs else rows
 
+    def _is_multiple_input(self) -> bool:
+        """lm-eval decides from the first document: an int question with choices."""
+        if self.config.doc_to_choice is None or not self.docs:
+            return False
+        return isinstance(self._field("doc_to_text", self.config.doc_to_text, self.docs[0], "document 0"), int)
+
+    @property
+    def _fewshot_split(self) -> str | None:
+        """lm-eval's fewshot_config.split: the config's own, else fewshot_split."""
+        fs = self.config.fewshot_config
+        return fs.get("split", self.config.fewshot_split)
+
+    @property
+    def fewshot_source(self) -> str:
+        """Where few-shot examples come from, for messages and results."""
+        if self._fewshot_split:
+            return f"split {self._fewshot_split!r}"
+        if self.config.fewshot_config.get("samples") is not None:
+            return "the task's fewshot_config samples"
+        return f"split {self.config.fewshot_source_split!r}"
+
     @property
     def fewshot_docs(self) -> list[dict[str, Any]]:
+        """lm-eval's fewshot_docs: fewshot split, else fewshot_config samples, else the first
+        of the training, validation and test splits; fewshot_indices narrows the pool."""
         if self._fewshot_docs is None:
-            split = self.config.fewshot_source_split
-            if split is None:
-                raise LmevalError(f"task {self.name!r}: {self.num_fewshot}-shot needs a few-shot split")
-            process = self.config.fewshot_config.get("process_docs", self.config.process_docs)
-            self._fewshot_docs = self._load(split, process)
-            if len(self._fewshot_docs) < self.num_fewshot:
+            fs = self.config.fewshot_config
+            samples = fs.get("samples")
+            if self._fewshot_split:
+                docs = self._load(self._fewshot_split, fs.get("process_docs", self.config.process_docs))
+            elif samples is not None:
+                docs = samples() if callable(samples) else samples
+                if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
+                    raise LmevalError(f"task {self.name!r}: fewshot_config samples must be a list of documents")
+                docs = [dict(d) for d in docs]
+            else:
+                split = self.config.fewshot_source_split
+                if split is None:
+                    raise LmevalError(f"task {self.name!r}: {self.num_fewshot}-shot needs a few-shot split")
+                docs = self._load(split, self.config.process_docs)
+            indices = fs.get("fewshot_indices")
+            if indices:
+                docs = [docs[i] for i in indices]
+            if len(docs) < self.num_fewshot:
                 raise LmevalError(
-                    f"task {self.name!r}: {self.num_fewshot}-shot asked, but split {split!r} "
-                    f"holds only {len(self._fewshot_docs)} documents"
+                    f"task {self.name!r}: {self.num_fewshot}-shot asked, but {self.fewshot_source} "
+                    f"holds only {len(docs)} documents"
                 )
+            self._fewshot_docs = docs
         return self._fewshot_docs
 
     @property
     def _excludes_eval_doc(self) -> bool:
-        return self.config.fewshot_source_split == self.config.test_split
+        # lm-eval passes the evaluated document to the sampler (to leave it out) exactly when
+        # fewshot_config.split equals test_split, which includes both being unset.
+        return self._fewshot_split == self.config.test_split
 
     # -- few-shot -----------------------------------------------------------------------------
     def fewshot_indices(self, doc_id: int) -> list[int]:
@@ -125,29 +190,35 @@ class Task:
             picked = [rest[j] for j in self._rng.sample(range(len(rest)), n)]
         return picked
 
-    def _fewshot_example(self, index: int) -> str:
-        text = self._fewshot_text.get(index)
-        if text is None:
-            doc = self.fewshot_docs[index]
-            where = f"few-shot document {index} of split {self.config.fewshot_source_split!r}"
-            q = self._field("doc_to_text", self._fs_text, doc, where)
-            choices = self._field("doc_to_choice", self._fs_choice, doc, where) if self._fs_choice else None
-            a = self._field("doc_to_target", self._fs_target, doc, where)
-            if isinstance(a, int) and choices:
-                answer = choices[a]
-            elif isinstance(a, list):
-                answer = a[0]
-            else:
-                answer = a
-            if not isinstance(q, str) or not isinstance(answer, str):
-                raise LmevalError(
-                    f"task {self.name!r}: {where}: few-shot question and answer must be text, "
-                    f"got {type(q).__name__} and {type(answer).__name__}"
-                )
-            prefix = templates.resolve_field(self._fs_gen_prefix, doc) if self._fs_gen_prefix else None
-            text = q + self._fs_target_delim + _maybe_delimit(prefix, answer) + self._fs_delim
-            self._fewshot_text[index] = text
-        return text
+    def _fewshot_turns(self, index: int) -> list[Message]:
+        doc = self.fewshot_docs[index]
+        where = f"few-shot document {index} of {self.fewshot_source}"
+        q = self._field("doc_to_text", self._fs_text, doc, where)
+        choices = self._field("doc_to_choice", self._fs_choice, doc, where) if self._fs_choice else None
+        a = self._field("doc_to_target", self._fs_target, doc, where)
+        prefix = templates.resolve_field(self._fs_gen_prefix, doc) if self._fs_gen_prefix else None
+        if self.multiple_input:  # the question is the index of the right context
+            q, choices = choices[q], None
+        if a is None or a == "":
+            answer = None
+        elif choices and isinstance(a, int):
+            answer = choices[a]
+        elif isinstance(a, list):
+            answer = a[0]
+        else:
+            answer = a
+        if not isinstance(q, str) or (answer is not None and not isinstance(answer, str)):
+            raise LmevalError(
+                f"task {self.name!r}: {where}: few-shot question and answer must be text, "
+                f"got {type(q).__name__} and {type(answer).__name__}"
+            )
+        return qa_turn(
+            q,
+            answer,
+            gen_prefix=prefix or None,
+            target_delimiter=self._fs_target_delim,
+            fewshot_delimiter=self._fs_delim,
+        )
 
     # -- prompts and requests -----------------------------------------------------------------
     def _field(self, name: str, spec: Any, doc: dict[str, Any], where: str) -> Any:
@@ -165,33 +236,99 @@ class Task:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise LmevalError(f"task {self.name!r}: {name} failed on {where}: {type(exc).__name__}: {exc}") from None
 
-    def context(self, doc_id: int) -> str:
+    def gen_prefix(self, doc_id: int) -> str | None:
+        spec = self.config.gen_prefix
+        if spec is None:
+            return None
+        return self._field("gen_prefix", spec, self.docs[doc_id], f"document {doc_id}")
+
+    def _shared_turns(self, doc_id: int) -> list[Message]:
+        """System instruction and description, then the few-shot examples."""
+        doc = self.docs[doc_id]
+        description = self._field("description", self.config.description, doc, f"document {doc_id}") or ""
+        system = maybe_delimit(self.style.system_instruction, description, self.config.fewshot_delimiter)
+        turns = [Message("system", system)] if system else []
+        for i in self.fewshot_indices(doc_id):
+            turns += self._fewshot_turns(i)
+        return turns
+
+    def contexts(self, doc_id: int) -> list[str]:
+        """The document's prompt; for a multiple-input task, one per choice."""
         doc = self.docs[doc_id]
         where = f"document {doc_id}"
-        description = self._field("description", self.config.description, doc, where)
         question = self._field("doc_to_text", self.config.doc_to_text, doc, where)
+        prefix = self.gen_prefix(doc_id)
+        shared = self._shared_turns(doc_id)
+        if self.multiple_input:
+            inputs = self._field("doc_to_choice", self.config.doc_to_choice, doc, where)
+            return [
+                self.style.render(shared + qa_turn(q, gen_prefix=prefix, target_delimiter=""), prefix) for q in inputs
+            ]
+        if question is None and self.config.output_type == "loglikelihood_rolling":
+            question = ""
         if not isinstance(question, str):
             raise LmevalError(f"task {self.name!r}: doc_to_text must give text on {where}, got {question!r}")
-        shots = "".join(self._fewshot_example(i) for i in self.fewshot_indices(doc_id))
-        return description + shots + question
+        turns = shared + qa_turn(question, gen_prefix=prefix, target_delimiter=self.config.target_delimiter)
+        return [self.style.render(turns, prefix)]
+
+    def context(self, doc_id: int) -> str:
+        return self.contexts(doc_id)[0]
+
+    def _continuation_delimiter(self) -> str:
+        """lm-eval's construct_requests: under a chat template, the answer follows the
+        assistant turn directly unless a gen_prefix without trailing space precedes it."""
+        cfg = self.config
+        if self.style.chat is None:
+            return cfg.target_delimiter
+        return cfg.target_delimiter if cfg.gen_prefix and not _ends_with_whitespace(cfg.gen_prefix) else ""
 
     def build(self, doc_id: int) -> DocRequests:
         cfg = self.config
         doc = self.docs[doc_id]
         where = f"document {doc_id}"
-        ctx = self.context(doc_id)
+        ctxs = self.contexts(doc_id)
         target = self._field("doc_to_target", cfg.doc_to_target, doc, where)
+        gold = None
+        unconditional = 0
+        choices: tuple[str, ...] = ()
         if cfg.output_type == "multiple_choice":
             choices = tuple(self._field("doc_to_choice", cfg.doc_to_choice, doc, where))
             if not choices or not all(isinstance(c, str) for c in choices):
                 raise LmevalError(f"task {self.name!r}: doc_to_choice must give a list of strings on {where}")
-            requests = tuple(Request.loglikelihood(ctx, f"{cfg.target_delimiter}{c}") for c in choices)
-        else:  # loglikelihood
+            delim = self._continuation_delimiter()
+            if self.multiple_input:
+                if not isinstance(target, str):
+                    raise LmevalError(f"task {self.name!r}: doc_to_target must give the continuation on {where}")
+                gold = self._field("doc_to_text", cfg.doc_to_text, doc, where)
+                requests = [Request.loglikelihood(ctx, f"{delim}{target}") for ctx in ctxs]
+            else:
+                requests = [Request.loglikelihood(ctxs[0], f"{delim}{c}") for c in choices]
+            if "acc_mutual_info" in cfg.metrics:
+                requests += [Request.loglikelihood("", f"{delim}{c}") for c in choices]
+                unconditional = len(choices)
+        elif cfg.output_type == "loglikelihood":
             if not isinstance(target, str):
                 raise LmevalError(f"task {self.name!r}: doc_to_target must give text on {where}")
-            choices = ()
-            requests = (Request.loglikelihood(ctx, target),)
-        return DocRequests(self.name, doc_id, requests, choices, target)
+            requests = [Request.loglikelihood(ctxs[0], target)]
+        elif cfg.output_type == "loglikelihood_rolling":
+            if not isinstance(target, str):
+                raise LmevalError(f"task {self.name!r}: doc_to_target must give the text to score on {where}")
+            requests = [Request.loglikelihood_rolling(target)]
+        else:  # generate_until; choices, when given, name the answers the target indexes
+            if cfg.doc_to_choice is not None:
+                choices = tuple(self._field("doc_to_choice", cfg.doc_to_choice, doc, where))
+            requests = self._generation_requests(ctxs[0])
+        return DocRequests(self.name, doc_id, tuple(requests), choices, target, gold, ctxs[0], unconditional)
+
+    def _generation_requests(self, ctx: str) -> list[Request]:
+        """`repeats` requests for the document's one instance. Greedy ones are identical (one
+        computation); sampled ones carry seeds seed, seed+1, ... (the run's --seed unless the
+        generation arguments give one), so repeats differ and a rerun gives the same text."""
+        kwargs = dict(self.generation_kwargs)
+        if not is_sampling(kwargs):
+            return [Request.generate_until(ctx, kwargs)] * self.config.repeats
+        base = int(kwargs.pop("seed", self.seed))
+        return [Request.generate_until(ctx, {**kwargs, "seed": base + r}) for r in range(self.config.repeats)]
 
     def ids(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(len(self.docs))]
