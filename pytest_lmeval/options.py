@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ _OPTIONS = [
     ("--output-path", "output_path", "output folder (default reports/<model>/<timestamp>/)"),
     ("--include-path", "include_path", "extra folder(s) of task YAML, os.pathsep-separated"),
     ("--cache-dir", "cache_dir", "response cache folder (default ~/.cache/pytest-lmeval)"),
+    ("--gen-kwargs", "gen_kwargs", "generation arguments k=v,... (temperature=0.8,top_p=0.95,do_sample=true)"),
+    ("--system-instruction", "system_instruction", "system instruction put before every prompt"),
 ]
 
 
@@ -61,6 +65,16 @@ def addoptions(parser: pytest.Parser) -> None:
         "--refresh-cache", dest="lmeval_refresh_cache", action="store_true", default=False,
         help="recompute every request and overwrite its cached answer",
     )  # fmt: skip
+    group.addoption(
+        "--apply-chat-template", dest="lmeval_apply_chat_template", nargs="?", const=True, default=None,
+        metavar="NAME", help="render prompts with the model's chat template (optionally the named one)",
+    )  # fmt: skip
+    parser.addini("lmeval_apply_chat_template", "true, or the name of the chat template to apply", default=None)
+    group.addoption(
+        "--fewshot-as-multiturn", dest="lmeval_fewshot_as_multiturn", nargs="?", const="true", default=None,
+        metavar="BOOL", help="few-shot examples as separate chat turns (default: true with a chat template)",
+    )  # fmt: skip
+    parser.addini("lmeval_fewshot_as_multiturn", "few-shot examples as chat turns", default=None)
     parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
 
 
@@ -81,6 +95,10 @@ class RunOptions:
     model_args_text: str | None
     cache_dir: Path | None  # None: caching off
     refresh_cache: bool
+    gen_kwargs: dict[str, Any] | None = None  # merged into generative tasks' generation_kwargs
+    chat_template: bool | str | None = None  # None: plain prompts; True: the default template
+    system_instruction: str | None = None
+    fewshot_as_multiturn: bool = False
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
@@ -110,6 +128,74 @@ def _int(name: str, value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise LmevalError(f"--{name} {value!r}: expected a whole number") from None
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets and quotes (lm-eval's CLI rule)."""
+    parts, buf, depth, quote = [], [], 0, None
+    for ch in text:
+        if quote is not None:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[({":
+            depth += 1
+        elif ch in "])}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            parts.append("".join(buf))
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf))
+    return [p for p in parts if p.strip()]
+
+
+def _cli_value(text: str) -> Any:
+    """lm-eval's handle_cli_value_string: booleans, numbers, then Python literals."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.isnumeric():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
+    """`--gen-kwargs`: a JSON object, or k=v pairs (`until=["\\n\\n","Q:"]` keeps its commas),
+    typed as lm-eval types them."""
+    if not text or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        return data
+    out: dict[str, Any] = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise LmevalError(f"--gen-kwargs: {item!r} is not key=value (e.g. temperature=0.8,do_sample=true)")
+        out[key.strip()] = _cli_value(value.strip())
+    if "temperature" in out:
+        out["temperature"] = float(out["temperature"])
+    return out
+
+
+def _bool(name: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise LmevalError(f"--{name} {value!r}: expected true or false")
 
 
 def parse_options(config: pytest.Config) -> RunOptions:
@@ -182,6 +268,16 @@ def parse_options(config: pytest.Config) -> RunOptions:
     output, from_ini = _raw(config, "output_path")
     device, _ = _raw(config, "device")
     tasks, _ = _raw(config, "tasks")
+    gen_text, _ = _raw(config, "gen_kwargs")
+    chat, _ = _raw(config, "apply_chat_template")
+    if isinstance(chat, str):  # from the ini file, or a name
+        low = chat.strip().lower()
+        chat = True if low in ("true", "1", "yes") else None if low in ("false", "0", "no", "") else chat.strip()
+    multiturn_raw, _ = _raw(config, "fewshot_as_multiturn")
+    multiturn = None if multiturn_raw is None else _bool("fewshot-as-multiturn", multiturn_raw)
+    if multiturn and not chat:
+        raise LmevalError("--fewshot-as-multiturn needs --apply-chat-template (few-shot turns are chat messages)")
+    system_instruction, _ = _raw(config, "system_instruction")
     return RunOptions(
         model=model,
         device=device,
@@ -198,6 +294,10 @@ def parse_options(config: pytest.Config) -> RunOptions:
         model_args_text=model_args_text,
         cache_dir=cache_dir,
         refresh_cache=bool(config.getoption("lmeval_refresh_cache")),
+        gen_kwargs=parse_gen_kwargs(gen_text),
+        chat_template=chat,
+        system_instruction=system_instruction,
+        fewshot_as_multiturn=bool(chat) if multiturn is None else multiturn,  # lm-eval's default
     )
 
 

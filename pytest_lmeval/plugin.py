@@ -16,6 +16,7 @@ from .engine import run_requests
 from .errors import LmevalError
 from .models.base import Backend, RequestFailed, load_backend, redact_args_text
 from .options import addoptions
+from .orphans import OrphanItems
 from .progress import progress_bar
 from .report import summary
 from .scoring import ScoredDoc, score
@@ -50,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = LmevalState.from_config(config)
     config.stash[STATE] = state
     config.pluginmanager.register(_Collector(state), "lmeval-collector")
+    config.pluginmanager.register(OrphanItems(state), "lmeval-orphans")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -75,7 +77,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "lmeval_doc" not in metafunc.fixturenames:
         return
-    tasks = state_of(metafunc.config).tasks_in(Path(metafunc.module.__file__).parent)
+    state = state_of(metafunc.config)
+    owner = getattr(metafunc.definition.parent, "lmeval_task", None)  # orphans.TaskModule
+    tasks = [state.tasks[owner]] if owner else state.tasks_in(Path(metafunc.module.__file__).parent)
     refs = [DocRef(t.name, i) for t in tasks for i in range(len(t.docs))]
     metafunc.parametrize("lmeval_doc", refs, ids=[str(r) for r in refs], indirect=True)
 

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from .cache import ResponseCache, fingerprint
+from .chat import ChatTemplate, load_chat_template
 from .errors import LmevalError
 from .options import RunOptions, evals_dirs, parse_options
 from .requests import Request, Response
 from .tasks import DocRequests, Registry, Task
+from .tasks.prompts import PLAIN, PromptStyle
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class LmevalState:
     results: Any = None  # report.aggregate.Results, once the run is over
     output_files: list[Path] = field(default_factory=list)
     _cache: ResponseCache | None = None
+    chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> LmevalState:
@@ -60,7 +63,7 @@ class LmevalState:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = Registry.scan(evals_dirs(self.config, self.options))
+            self._registry = Registry.scan(evals_dirs(self.config, self.options), lm_eval_catalogue=True)
         return self._registry
 
     @property
@@ -73,22 +76,55 @@ class LmevalState:
         registry = self.registry
         if self.options.tasks:
             self.picked = registry.resolve(self.options.tasks)
-            leaves = [leaf for name in self.picked for leaf in registry.leaves(name)]
+            configs = registry.configs_for(self.picked)  # with the overrides of the groups named
         else:
             roots = [Path(a.split("::")[0]) for a in args]
             roots = [r.parent if r.is_file() else r for r in roots]
-            leaves = [name for name, cfg in registry.tasks.items() if any(_under(cfg.source, root) for root in roots)]
-        for name in dict.fromkeys(leaves):
+            configs = {name: cfg for name, cfg in registry.tasks.items() if any(_under(cfg.source, r) for r in roots)}
+        style = self._prompt_style() if configs else PLAIN
+        for name, cfg in configs.items():
             self.tasks[name] = Task(
-                registry.tasks[name],
+                cfg,
                 data_dir=self.options.data_dir,
                 num_fewshot=self.options.num_fewshot,
                 limit=self.options.limit,
                 seed=self.options.seed,
+                style=style,
+                gen_kwargs=self.options.gen_kwargs,
             )
+
+    def _prompt_style(self) -> PromptStyle:
+        """System instruction and chat template, as lm-eval applies them (prompts are built
+        at collection time, so only the model's tokenizer is loaded for its template)."""
+        opts = self.options
+        if opts.chat_template:
+            if opts.model is None:
+                raise LmevalError("--apply-chat-template needs --model (the template is the model's)")
+            name = opts.chat_template if isinstance(opts.chat_template, str) else None
+            self.chat_template = load_chat_template(opts.model, name)
+        return PromptStyle(opts.system_instruction, self.chat_template, opts.fewshot_as_multiturn)
 
     def tasks_in(self, folder: Path) -> list[Task]:
         return [t for t in self.tasks.values() if _under(t.config.source, folder)]
+
+    def orphan_tasks(self) -> list[str]:
+        """Selected tasks that no test_*.py owns: none in the YAML's folder or above it, up to
+        the benchmark folder it was found in (lm-eval's catalogue has none at all)."""
+        out = []
+        for name, task in self.tasks.items():
+            root = self.registry.roots.get(name)
+            folder = task.config.source.parent
+            owned = False
+            while root is not None and _under(folder, root):
+                if any(folder.glob("test_*.py")):
+                    owned = True
+                    break
+                if folder == folder.parent or folder.resolve() == root.resolve():
+                    break
+                folder = folder.parent
+            if not owned:
+                out.append(name)
+        return out
 
     def owns_test_file(self, path: Path) -> bool | None:
         """For a test file inside a benchmark folder: whether any selected task lives beside it.

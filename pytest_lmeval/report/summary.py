@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..models.base import redact_args, redact_args_text
+from ..scoring import sha256
 from ..session import LmevalState
 from . import table
 from .aggregate import Results, aggregate
@@ -29,6 +30,21 @@ def _run_config(state: LmevalState) -> dict[str, Any]:
         "data_dir": str(opts.data_dir) if opts.data_dir else None,
         "log_samples": opts.log_samples,
         "item_outcome": opts.item_outcome,
+        "gen_kwargs": opts.gen_kwargs,
+    }
+
+
+def _prompt_record(state: LmevalState) -> dict[str, Any]:
+    """How prompts were rendered, under lm-eval's top-level results.json keys."""
+    chat = state.chat_template
+    instruction = state.options.system_instruction
+    return {
+        "system_instruction": instruction,
+        "system_instruction_sha": sha256(instruction) if instruction else None,
+        "fewshot_as_multiturn": state.options.fewshot_as_multiturn,
+        "chat_template": chat.source if chat else None,
+        "chat_template_name": chat.name if chat else None,
+        "chat_template_sha": chat.sha256 if chat else None,
     }
 
 
@@ -48,6 +64,7 @@ def finish(state: LmevalState) -> None:
         "start_time": state.started.isoformat(),
         "end_time": ended.isoformat(),
         "total_evaluation_time_seconds": str((ended - state.started).total_seconds()),
+        **_prompt_record(state),
     }
     doc = build_results(results, state.tasks, state.registry, _run_config(state), extra)
     state.output_files = [write_results(out_dir, doc)]
