@@ -43,7 +43,7 @@ def run_ours(job: tuple[str, int, int], model: str, model_args: str, data_dir: P
         sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider",
         "--tasks", tasks, "--num-fewshot", str(shots), "--limit", str(limit),
         "--model", model, "--model-args", model_args, "--data-dir", str(data_dir),
-        "--log-samples", "--output-path", str(out),
+        "--log-samples", "--output-path", str(out), "--no-cache",
     ]  # fmt: skip
     started = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
