@@ -16,6 +16,7 @@ Progress = Callable[[int], None]
 # backend name -> "module:Class", imported only when chosen so `dummy:` never imports torch.
 BACKENDS = {
     "hf": "pytest_lmeval.models.hf:HFBackend",
+    "vllm": "pytest_lmeval.models.vllm:VLLMBackend",
     "local-completions": "pytest_lmeval.models.api.completions:LocalCompletions",
     "openai-completions": "pytest_lmeval.models.api.completions:OpenAICompletions",
     "local-chat-completions": "pytest_lmeval.models.api.chat:LocalChatCompletions",
@@ -77,6 +78,10 @@ def parse_model(value: str) -> tuple[str, str]:
             f"--model {value!r}: unknown backend {backend!r}{close_matches(backend, BACKENDS)} "
             f"(backends: {', '.join(BACKENDS)})"
         )
+    if backend == "vllm":  # an optional extra: say how to get it before anything is collected
+        from .vllm import require_vllm
+
+        require_vllm(value)
     return backend, name
 
 
