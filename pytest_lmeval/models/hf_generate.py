@@ -9,7 +9,6 @@ seeds torch before each batch, so a sampled run can be repeated.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ import transformers
 
 from ..requests import Request
 from .base import Progress
+from .generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
 
 if TYPE_CHECKING:
     from .hf import HFBackend
@@ -42,32 +42,13 @@ class _StopSequence(transformers.StoppingCriteria):
         return all(self.done)
 
 
-def normalize(gen_kwargs: dict[str, Any], default_max: int) -> tuple[list[str], int, dict[str, Any]]:
-    """lm-eval's normalize_gen_kwargs: (until, max_gen_toks, the rest for `generate`)."""
-    kwargs = copy.deepcopy(gen_kwargs)
-    until = kwargs.pop("until", None) or []
-    until = [until] if isinstance(until, str) else list(until)
-    max_toks = default_max
-    for alias in ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens"):
-        value = kwargs.pop(alias, None)
-        if value is not None and max_toks == default_max:
-            max_toks = int(value)
-    temperature = float(kwargs.get("temperature", 0.0))
-    do_sample = kwargs.get("do_sample")
-    if do_sample is None:
-        kwargs["do_sample"] = temperature > 0.0
-    elif do_sample is False:
-        kwargs["temperature"] = 0.0
-    if not kwargs["do_sample"] and float(kwargs.get("temperature", 0.0)) == 0.0:
-        kwargs.pop("temperature", None)
-    return until, max_toks, kwargs
-
-
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    for stop in stops:
-        if stop:
-            text = text.split(stop)[0]
-    return text
+def generate_kwargs(args: GenArgs) -> dict[str, Any]:
+    """What transformers' `generate` gets: greedy at temperature 0, else sampling."""
+    kwargs = dict(args.extra)
+    kwargs["do_sample"] = args.temperature > 0.0
+    if kwargs["do_sample"]:
+        kwargs["temperature"] = args.temperature
+    return kwargs
 
 
 @torch.no_grad()
@@ -81,11 +62,8 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
         groups.setdefault(requests[i].args[1], []).append(i)
     out: list[str | None] = [None] * len(requests)
     for members in groups.values():
-        gen_kwargs = requests[members[0]].gen_kwargs
-        seed = gen_kwargs.pop("seed", None)
-        until, max_toks, kwargs = normalize(gen_kwargs, backend.max_gen_toks)
-        if eos_text is not None and eos_text not in until:
-            until.append(eos_text)
+        args = normalize_gen_kwargs(requests[members[0]].gen_kwargs, backend.max_gen_toks)
+        until, max_toks, kwargs = with_eos(args.until, eos_text), args.max_gen_toks, generate_kwargs(args)
         max_ctx = backend.max_length - max_toks
         if max_ctx <= 0:
             raise ValueError(f"max_gen_toks {max_toks} leaves no room in max length {backend.max_length}")
@@ -94,8 +72,8 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
         while start < len(members):
             n = backend.scorer.budget.take(widths, start)
             batch = members[start : start + n]
-            if seed is not None:
-                torch.manual_seed(int(seed))
+            if args.seed is not None:
+                torch.manual_seed(args.seed)
             texts = _generate_batch(backend, [requests[i].args[0] for i in batch], until, max_toks, max_ctx, kwargs)
             for i, text in zip(batch, texts, strict=True):
                 out[i] = text
