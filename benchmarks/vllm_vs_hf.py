@@ -1,0 +1,115 @@
+"""vLLM against transformers on the same model and documents: speed and per-document agreement.
+
+Runs the user's command twice (or more), `pytest evals --tasks T --limit N` with `--model hf:M`
+and `--model vllm:M`, without the response cache, and compares the per-document samples:
+
+    python benchmarks/vllm_vs_hf.py --model Qwen/Qwen2.5-0.5B --data-dir ../shared/data \
+        [--tasks arc_easy] [--limit 500] [--hf-args dtype=bfloat16] \
+        [--vllm-args dtype=bfloat16 --vllm-args dtype=bfloat16,shared_context=false]
+
+Prints, per run, the wall time of the whole pytest process (model loading included) and the
+engine's model time from results.json; per task and vLLM run, the largest and mean per-document
+max |Δ log-likelihood| against hf, the greedy flags that differ, and the metrics side by side.
+Everything is also written to OUT/summary.json. Needs a CUDA GPU and `pip install vllm`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(name: str, model: str, args: str, opts: argparse.Namespace) -> dict:
+    out = Path(opts.out) / name
+    cmd = [
+        sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider", "--no-cache",
+        "--tasks", opts.tasks, "--limit", str(opts.limit), "--model", model, "--data-dir", opts.data_dir,
+        "--output-path", str(out), "--log-samples",
+    ]  # fmt: skip
+    if args:
+        cmd += ["--model-args", args]
+    print(f"== {name}: {' '.join(cmd)}", flush=True)
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} run failed with exit code {proc.returncode}")
+    results = json.loads((out / "results.json").read_text())
+    samples: dict[str, dict[int, list[tuple[float, bool]]]] = {}
+    for path in sorted((out / "samples").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        samples[path.stem] = {r["doc_id"]: [(float(x[0][0]), x[0][1] == "True") for x in r["resps"]] for r in rows}
+    return {
+        "wall_s": round(wall, 2),
+        "model_s": results["engine"].get("model_seconds"),
+        "results": results["results"],
+        "samples": samples,
+    }
+
+
+def compare(base: dict, other: dict) -> dict:
+    out = {}
+    for task, docs in base["samples"].items():
+        per_doc = []
+        flips = 0
+        for doc_id, answers in docs.items():
+            theirs = other["samples"][task][doc_id]
+            per_doc.append(max(abs(a[0] - b[0]) for a, b in zip(answers, theirs, strict=True)))
+            flips += sum(a[1] != b[1] for a, b in zip(answers, theirs, strict=True))
+        out[task] = {
+            "docs": len(per_doc),
+            "max_abs_dll": max(per_doc),
+            "mean_doc_max_abs_dll": sum(per_doc) / len(per_doc),
+            "greedy_flips": flips,
+            "metrics_hf": {k: v for k, v in base["results"][task].items() if "," in k},
+            "metrics_vllm": {k: v for k, v in other["results"][task].items() if "," in k},
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="model folder or hub name, as after hf: / vllm:")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--tasks", default="arc_easy")
+    parser.add_argument("--limit", type=int, default=500)
+    parser.add_argument("--hf-args", default="")
+    parser.add_argument("--vllm-args", action="append", default=None, help="repeat for several vLLM runs")
+    parser.add_argument("--out", default="reports/vllm_vs_hf")
+    opts = parser.parse_args()
+
+    runs = {"hf": run("hf", f"hf:{opts.model}", opts.hf_args, opts)}
+    for i, args in enumerate(opts.vllm_args or [""]):
+        runs[f"vllm{i or ''}"] = run(f"vllm{i or ''}", f"vllm:{opts.model}", args, opts)
+
+    summary: dict = {"model": opts.model, "tasks": opts.tasks, "limit": opts.limit, "runs": {}}
+    print(f"\n{'run':<8} {'model args':<40} {'wall s':>8} {'model s':>8}")
+    for name, res in runs.items():
+        args = opts.hf_args if name == "hf" else (opts.vllm_args or [""])[int(name[4:] or 0)]
+        print(f"{name:<8} {args or '-':<40} {res['wall_s']:>8.1f} {res['model_s'] or 0:>8.1f}")
+        summary["runs"][name] = {"model_args": args, "wall_s": res["wall_s"], "model_s": res["model_s"]}
+    for name, res in runs.items():
+        if name == "hf":
+            continue
+        diff = compare(runs["hf"], res)
+        summary["runs"][name]["vs_hf"] = diff
+        for task, d in diff.items():
+            print(
+                f"{name} vs hf, {task}: {d['docs']} docs, max |dll| {d['max_abs_dll']:.2e}, "
+                f"mean per-doc max {d['mean_doc_max_abs_dll']:.2e}, greedy flips {d['greedy_flips']}"
+            )
+            for key, value in d["metrics_hf"].items():
+                print(f"    {key:<24} hf {value:.4f}   {name} {d['metrics_vllm'].get(key, float('nan')):.4f}")
+    path = Path(opts.out) / "summary.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
