@@ -150,10 +150,9 @@ def _stop_on_failure(state: LmevalState) -> Generator[None, None, None]:
         docs = [f"{w.task}-{w.doc_id}" for w in state.work.values() if exc.request in w.requests]
         where = ", ".join(docs[:5]) + (f" and {len(docs) - 5} more" if len(docs) > 5 else "")
         kept = "; answers finished so far are cached, a rerun resumes" if state.open_cache() is not None else ""
-        pytest.exit(
-            f"lmeval: stopped at a {exc.request.kind} request of document {where or '?'}: {exc.reason}{kept}",
-            returncode=pytest.ExitCode.INTERRUPTED,
-        )
+        at = f"a {exc.request.kind} request of document {where or '?'}"
+        state.stopped = f"lmeval: stopped at {at}: {exc.reason}{kept}"
+        pytest.exit(state.stopped, returncode=pytest.ExitCode.INTERRUPTED)
 
 
 @pytest.fixture(scope="session")
@@ -237,19 +236,24 @@ def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist controller: a w
     if out:
         state = state_of(node.config)
         state.merge_worker(out["engine"], out["model_info"])
+        state.stopped = state.stopped or out.get("stopped")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = state_of(session.config)
     if state.is_worker:
-        session.config.workeroutput["lmeval"] = {"engine": state.engine_stats, "model_info": state.model_info}
-    if state.is_worker or not (state.records or state.failures):
-        return
+        out = {"engine": state.engine_stats, "model_info": state.model_info, "stopped": state.stopped}
+        session.config.workeroutput["lmeval"] = out
+    if state.is_worker or state.stopped or not (state.records or state.failures):
+        return  # a stopped run's scores are partial: no results.json that could pass for a whole run
     summary.finish(state)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = state_of(config)
+    if state.stopped and not state.is_worker:
+        terminalreporter.write_line(state.stopped, red=True)  # under xdist the worker's exit message is lost
+        return
     if state.is_worker or not (state.records or state.failures):
         return
     summary.print_summary(state, terminalreporter)

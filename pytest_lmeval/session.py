@@ -51,6 +51,7 @@ class LmevalState:
     failures: list[dict[str, Any]] = field(default_factory=list)  # documents not scored
     model_info: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)
+    stopped: str | None = None  # why the run stopped early (a backend gave up): no results written
     results: Any = None  # report.aggregate.Results, once the run is over
     output_files: list[Path] = field(default_factory=list)
     _cache: ResponseCache | None = None
