@@ -24,9 +24,9 @@ ROOT = HERE.parent
 # (job name, --tasks, num_fewshot, limit)
 JOBS = [
     ("arc_easy 0-shot", "arc_easy", 0, 100),
-    ("arc_challenge 25-shot", "arc_challenge", 25, 20),
+    ("arc_challenge 25-shot", "arc_challenge", 25, 12),
     ("hellaswag 0-shot", "hellaswag", 0, 100),
-    ("mmlu 5-shot", "mmlu", 5, 4),
+    ("mmlu 5-shot", "mmlu", 5, 2),
     ("lambada_openai", "lambada_openai", 0, 200),
 ]
 
