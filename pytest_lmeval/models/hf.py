@@ -148,8 +148,11 @@ class HFBackend:
         return self.tokenizer.encode(text, **kwargs)
 
     def encode_pair(self, context: str, continuation: str) -> Pair:
-        if not context:
-            return Pair((self.prefix_token_id,), tuple(self.tok_encode(continuation)))
+        if not context:  # lm-eval: the prefix token as context, unless the continuation starts with it
+            cont = self.tokenizer.encode(continuation, add_special_tokens=False)
+            if cont and cont[0] == self.prefix_token_id:
+                return Pair(tuple(cont[:1]), tuple(cont[1:]))
+            return Pair((self.prefix_token_id,), tuple(cont))
         n_spaces = len(context) - len(context.rstrip())
         if n_spaces:
             continuation = context[-n_spaces:] + continuation
