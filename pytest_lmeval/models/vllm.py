@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import LmevalError
 from ..requests import Request
-from .base import ModelSpec, Progress, RequestFailed
+from .base import ModelSpec, Progress, RequestFailed, redact_args
 from .generation import cut_at_stops, normalize_gen_kwargs, with_eos
 from .tokens import LmTokenizer, Tokens, load_hf_tokenizer, rolling_windows, truncate_pair
 from .vllm_engine import LocalRunner, Output, Params, ReplicaPool, gpu_groups
@@ -109,7 +109,7 @@ class VLLMBackend:
             "vllm_version": getattr(vllm, "__version__", "?"),
             "max_length": self.max_length,
             "data_parallel_size": self.replicas,
-            "engine_args": {k: v for k, v in self.engine_args.items() if k != "model"},
+            "engine_args": redact_args({k: v for k, v in self.engine_args.items() if k != "model"}),
             "shared_context_scoring": self.shared_context,
             "tokenizer_eos_token": [self.tokenizer.tokenizer.eos_token, self.tokenizer.tokenizer.eos_token_id],
             "tokenizer_bos_token": [self.tokenizer.tokenizer.bos_token, self.tokenizer.tokenizer.bos_token_id],
