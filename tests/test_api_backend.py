@@ -323,7 +323,10 @@ def test_api_key_never_reaches_the_output(pytester, server, tiny, monkeypatch) -
     _project(pytester.path)
     out = pytester.path / "out"
     args = _api_args(server.url, tiny, api_key_env="LMEVAL_TEST_KEY")
-    ok = _run(pytester, "local-completions:tiny", args, "out", "--no-cache", "--junitxml", str(out / "junit.xml"))
+    reports = ["--junitxml", str(out / "junit.xml")]
+    if pytester.parseconfig().pluginmanager.hasplugin("html"):
+        reports += ["--html", str(out / "report.html")]
+    ok = _run(pytester, "local-completions:tiny", args, "out", "--no-cache", *reports)
     assert ok.ret == 0, ok.stdout.str()[-2000:]
     # the server echoes the key in an error: it is redacted from the stop message too
     server.faults.fail_marker = "Where?"
@@ -334,6 +337,7 @@ def test_api_key_never_reaches_the_output(pytester, server, tiny, monkeypatch) -
     assert "Incorrect API key provided: <redacted>" in failed.stdout.str()
     files = [p for p in pytester.path.rglob("*") if p.is_file() and "data" not in p.parts]
     assert any(p.name == "results.json" for p in files) and any(p.suffix == ".jsonl" for p in files)
+    assert (out / "junit.xml").exists() and (out / "report.html").exists() == ("--html" in reports)
     for path in files:
         assert secret not in path.read_text(errors="replace"), path
     assert secret not in ok.stdout.str() + ok.stderr.str() + failed.stdout.str() + failed.stderr.str()
