@@ -136,14 +136,11 @@ class ReplicaPool:
 
 
 def gpu_groups(replicas: int, tensor_parallel: int) -> list[list[str]]:
-    """GPU ids for each replica, from CUDA_VISIBLE_DEVICES (or all the GPUs torch sees)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [d.strip() for d in visible.split(",") if d.strip()]
-    else:
-        import torch
+    """GPU ids for each replica: CUDA_VISIBLE_DEVICES (an xdist worker's share), else every GPU
+    nvidia-smi lists; CUDA is not initialised here."""
+    from ..distribute import visible_gpus
 
-        ids = [str(i) for i in range(torch.cuda.device_count())]
+    ids = [d.strip() for d in visible_gpus()]
     need = replicas * tensor_parallel
     if len(ids) < need:
         raise ValueError(
