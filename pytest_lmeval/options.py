@@ -16,6 +16,7 @@ import pytest
 from .cache import default_cache_dir
 from .errors import LmevalError
 from .models.base import ModelSpec, parse_model, parse_model_args
+from .report.gates import parse_gates_file, parse_threshold
 
 # (flag, ini/dest name, help)
 _OPTIONS = [
@@ -30,6 +31,10 @@ _OPTIONS = [
     ("--data-dir", "data_dir", "offline data mirror folder (also LMEVAL_DATA_DIR)"),
     ("--output-path", "output_path", "output folder (default reports/<model>/<timestamp>/)"),
     ("--include-path", "include_path", "extra folder(s) of task YAML, os.pathsep-separated"),
+    ("--gates", "gates", "YAML file of gates: per task and metric a min, max, or reference + rel_tol"),
+    ("--baseline", "baseline", "an earlier run's output folder (or its results.json) to compare with, paired"),
+    ("--max-drop", "max_drop", "baseline gate: largest allowed drop, in points (1.0 = 1 percentage point)"),
+    ("--alpha", "alpha", "baseline gate: significance level of the paired test (default 0.05)"),
     ("--cache-dir", "cache_dir", "response cache folder (default ~/.cache/pytest-lmeval)"),
     ("--gen-kwargs", "gen_kwargs", "generation arguments k=v,... (temperature=0.8,top_p=0.95,do_sample=true)"),
     ("--system-instruction", "system_instruction", "system instruction put before every prompt"),
@@ -75,6 +80,11 @@ def addoptions(parser: pytest.Parser) -> None:
         metavar="BOOL", help="few-shot examples as separate chat turns (default: true with a chat template)",
     )  # fmt: skip
     parser.addini("lmeval_fewshot_as_multiturn", "few-shot examples as chat turns", default=None)
+    group.addoption(
+        "--threshold", dest="lmeval_threshold", action="append", default=None,
+        help="gate TASK:METRIC>=VALUE (or <=); repeatable",
+    )  # fmt: skip
+    parser.addini("lmeval_threshold", "gates TASK:METRIC>=VALUE", type="linelist", default=[])
     parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
 
 
@@ -95,6 +105,11 @@ class RunOptions:
     model_args_text: str | None
     cache_dir: Path | None  # None: caching off
     refresh_cache: bool
+    thresholds: tuple[str, ...] = ()
+    gates_file: Path | None = None
+    baseline: Path | None = None  # an earlier run's output folder or results.json
+    max_drop: float = 0.0  # points
+    alpha: float = 0.05
     gen_kwargs: dict[str, Any] | None = None  # merged into generative tasks' generation_kwargs
     chat_template: bool | str | None = None  # None: plain prompts; True: the default template
     system_instruction: str | None = None
@@ -198,6 +213,15 @@ def _bool(name: str, value: Any) -> bool:
     raise LmevalError(f"--{name} {value!r}: expected true or false")
 
 
+def _float(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise LmevalError(f"--{name} {value!r}: expected a number") from None
+
+
 def parse_options(config: pytest.Config) -> RunOptions:
     model_text, _ = _raw(config, "model")
     model_args_text, _ = _raw(config, "model_args")
@@ -265,6 +289,22 @@ def parse_options(config: pytest.Config) -> RunOptions:
     if not config.getoption("lmeval_no_cache"):
         cache_dir = _ini_path(config, str(cache_raw), from_ini) if cache_raw else default_cache_dir()
 
+    thresholds = tuple(config.getoption("lmeval_threshold") or config.getini("lmeval_threshold") or ())
+    for text in thresholds:
+        parse_threshold(text)  # a malformed threshold is an error before anything runs
+    gates_raw, from_ini = _raw(config, "gates")
+    gates_file = _ini_path(config, str(gates_raw), from_ini) if gates_raw else None
+    if gates_file is not None:
+        parse_gates_file(gates_file)
+    baseline_raw, from_ini = _raw(config, "baseline")
+    baseline = _ini_path(config, str(baseline_raw), from_ini) if baseline_raw else None
+    if baseline is not None and not baseline.exists():
+        raise LmevalError(f"--baseline {baseline_raw!r}: no such file or folder")
+    max_drop = _float("max-drop", _raw(config, "max_drop")[0], 0.0)
+    alpha = _float("alpha", _raw(config, "alpha")[0], 0.05)
+    if not 0 < alpha < 1:
+        raise LmevalError(f"--alpha {alpha}: must be between 0 and 1")
+
     output, from_ini = _raw(config, "output_path")
     device, _ = _raw(config, "device")
     tasks, _ = _raw(config, "tasks")
@@ -293,6 +333,11 @@ def parse_options(config: pytest.Config) -> RunOptions:
         item_outcome=outcome,
         model_args_text=model_args_text,
         cache_dir=cache_dir,
+        thresholds=thresholds,
+        gates_file=gates_file,
+        baseline=baseline,
+        max_drop=max_drop,
+        alpha=alpha,
         refresh_cache=bool(config.getoption("lmeval_refresh_cache")),
         gen_kwargs=parse_gen_kwargs(gen_text),
         chat_template=chat,

@@ -190,7 +190,7 @@ def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict) -> ScoredDo
         lmeval_answers.update(extra)
     task = state.tasks[ref.task]
     try:
-        scored = score(task, work, lmeval_answers, state.options.log_samples)
+        scored = score(task, work, lmeval_answers, state.wants_samples)
     except Exception as exc:
         request.node.stash[SCORED] = {
             "task": ref.task,
@@ -230,6 +230,35 @@ class _Collector:
         (self.state.failures if "error" in record else self.state.records).append(record)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator:
+    """After every document ran (on all workers): judge the gates, and report each as a test
+    of its own, so terminal, JUnit XML and the exit code all show it."""
+    result = yield
+    state = state_of(session.config)
+    if not state.is_worker and not state.stopped and (state.records or state.failures):
+        for gate in summary.conclude(state):
+            _report_gate(session, gate)
+    return result
+
+
+def _report_gate(session: pytest.Session, gate: Any) -> None:
+    nodeid = f"lmeval-gates::{gate.name}"
+    location = ("lmeval-gates", None, gate.name)
+    props = [(k, v) for k, v in gate.figures.items() if isinstance(v, (int, float, str)) and v is not None]
+    hook = session.config.hook
+    hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+    for when in ("setup", "call", "teardown"):
+        failed = when == "call" and not gate.passed
+        longrepr = "\n".join([gate.summary, *gate.details]) if failed else None
+        report = pytest.TestReport(
+            nodeid, location, {"lmeval_gate": 1}, "failed" if failed else "passed", longrepr, when,
+            user_properties=props if when == "call" else [],
+        )  # fmt: skip
+        hook.pytest_runtest_logreport(report=report)
+    hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist controller: a worker finished
     out = getattr(node, "workeroutput", {}).get("lmeval")
@@ -247,6 +276,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state.is_worker or state.stopped or not (state.records or state.failures):
         return  # a stopped run's scores are partial: no results.json that could pass for a whole run
     summary.finish(state)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
+    """With pytest-html, its report carries the same results table and gates."""
+    state = state_of(session.config)
+    if state.results is not None and not state.is_worker:
+        from .report.html import summary_fragment
+
+        prefix.append(summary_fragment(state))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

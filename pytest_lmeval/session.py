@@ -54,6 +54,8 @@ class LmevalState:
     stopped: str | None = None  # why the run stopped early (a backend gave up): no results written
     results: Any = None  # report.aggregate.Results, once the run is over
     output_files: list[Path] = field(default_factory=list)
+    gates: list[Any] = field(default_factory=list)  # report.gates.Gate, judged on the controller
+    comparisons: list[Any] = field(default_factory=list)  # report.baseline.Comparison
     _cache: ResponseCache | None = None
     chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
 
@@ -148,6 +150,12 @@ class LmevalState:
                 f"{len(self.work)} documents selected but no model given: "
                 "pass --model BACKEND:NAME (e.g. --model hf:EleutherAI/pythia-160m)"
             )
+
+    @property
+    def wants_samples(self) -> bool:
+        """Per-document samples travel on reports when logged, or when a baseline comparison
+        shows flipped documents with their prompts."""
+        return self.options.log_samples or self.options.baseline is not None
 
     def merge_worker(self, engine: dict[str, Any], model_info: dict[str, Any]) -> None:
         """Add one xdist worker's engine figures to the run's."""

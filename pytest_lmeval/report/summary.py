@@ -11,7 +11,10 @@ from ..scoring import sha256
 from ..session import LmevalState
 from . import table
 from .aggregate import Results, aggregate
-from .results import build_results, write_results, write_samples
+from .baseline import PER_DOC_FILE, baseline_gates, compare, load_per_document, per_document_lines
+from .gates import Gate, check_bounds, parse_gates_file, parse_threshold
+from .html import write_html
+from .results import atomic_write, build_results, write_results, write_samples
 
 
 def _run_config(state: LmevalState) -> dict[str, Any]:
@@ -48,9 +51,28 @@ def _prompt_record(state: LmevalState) -> dict[str, Any]:
     }
 
 
+def conclude(state: LmevalState) -> list[Gate]:
+    """Aggregate the run and judge its gates (on the controller, before the exit code is set)."""
+    opts = state.options
+    state.results = aggregate(state.records, state.tasks, state.registry, state.picked)
+    bounds = [parse_threshold(t) for t in opts.thresholds]
+    if opts.gates_file is not None:
+        bounds += parse_gates_file(opts.gates_file)
+    gates = check_bounds(bounds, state.results)
+    if opts.baseline is not None:
+        after = {(r["task"], r["doc_id"]): r["metrics"] for r in state.records}
+        state.comparisons = compare(load_per_document(opts.baseline), after)
+        lower = {m for t in state.tasks.values() for m, hib in t.config.higher_is_better().items() if not hib}
+        gates += baseline_gates(state.comparisons, opts.max_drop, opts.alpha, lower)
+    state.gates = gates
+    return gates
+
+
 def finish(state: LmevalState) -> None:
-    results = aggregate(state.records, state.tasks, state.registry, state.picked)
-    state.results = results
+    results = state.results
+    if results is None:  # a run whose loop did not conclude (e.g. interrupted)
+        conclude(state)
+        results = state.results
     if not results.entries and not state.failures:
         return
     out_dir = state.output_dir()
@@ -66,8 +88,11 @@ def finish(state: LmevalState) -> None:
         "total_evaluation_time_seconds": str((ended - state.started).total_seconds()),
         **_prompt_record(state),
     }
+    extra["gates"] = [g.to_json() for g in state.gates]
     doc = build_results(results, state.tasks, state.registry, _run_config(state), extra)
     state.output_files = [write_results(out_dir, doc)]
+    atomic_write(out_dir / PER_DOC_FILE, per_document_lines(state.records))
+    state.output_files.append(write_html(out_dir, state, doc))
     if state.options.log_samples:
         state.output_files += write_samples(out_dir, state.records)
 
@@ -111,5 +136,13 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
             f"{stats.get('from_cache', 0)} from cache, {stats.get('computed', 0)} computed "
             f"in {stats.get('model_seconds', 0):.1f}s"
         )
+    if state.gates:
+        reporter.write_sep("=", "lmeval gates")
+        for gate in state.gates:
+            reporter.write_line(f"{'PASS' if gate.passed else 'FAIL'} {gate.name}: {gate.summary}", red=not gate.passed)
+            for line in gate.details[:20]:
+                reporter.write_line(f"    {line}")
+            if len(gate.details) > 20:
+                reporter.write_line(f"    ... {len(gate.details) - 20} more in results.json")
     for path in state.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
