@@ -35,7 +35,9 @@ class Registry:
     @classmethod
     def scan(cls, folders: Iterable[Path], *, lm_eval_catalogue: bool = False) -> Registry:
         """Every YAML under the folders; with `lm_eval_catalogue`, lm-eval's own tasks too
-        (found lazily, by name, when the package is installed)."""
+        (found lazily, by name, when the package is installed). A name defined twice in one
+        folder is an error; a later folder (an --include-path) overrides an earlier one's
+        definition, as lm-eval's include_path overrides its own tasks."""
         reg = cls()
         for folder in folders:
             for path in sorted(folder.rglob("*.yaml")):
@@ -48,7 +50,7 @@ class Registry:
         data = load_task_yaml(path)
         if "group" in data and "task" in data:
             group = group_config_from_dict(data, path)
-            self._claim(group.group, path)
+            self._claim(group.group, path, root)
             self.groups[group.group] = group
             self.roots[group.group] = root
         elif "task" in data:
@@ -57,7 +59,7 @@ class Registry:
 
     def _add_task(self, data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
         cfg = task_config_from_dict(data, path)
-        self._claim(cfg.task, path)
+        self._claim(cfg.task, path, root)
         self.tasks[cfg.task] = cfg
         self.raw[cfg.task] = data
         self.roots[cfg.task] = root
@@ -65,10 +67,22 @@ class Registry:
             self.tags.setdefault(tag, []).append(cfg.task)
         return cfg
 
-    def _claim(self, name: str, path: Path) -> None:
+    def _claim(self, name: str, path: Path, root: Path) -> None:
         for known in (self.tasks.get(name), self.groups.get(name)):
-            if known is not None:
+            if known is None:
+                continue
+            if self.roots.get(name) == root:
                 raise LmevalError(f"{path}: name {name!r} is already defined in {known.source}")
+            self._forget(name)  # a later folder overrides
+
+    def _forget(self, name: str) -> None:
+        self.tasks.pop(name, None)
+        self.groups.pop(name, None)
+        self.raw.pop(name, None)
+        self.roots.pop(name, None)
+        for members in self.tags.values():
+            if name in members:
+                members.remove(name)
 
     # -- lm-eval's catalogue ------------------------------------------------------------------
     def _known(self, name: str) -> bool:
