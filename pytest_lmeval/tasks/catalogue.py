@@ -28,6 +28,7 @@ def lm_eval_tasks_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+_WORD = re.compile(r"[\w\-.]+")  # a name as it appears in YAML text, dots and dashes included
 _INCLUDE = re.compile(r"^[\"']?include[\"']?\s*:\s*(.*)$", re.M)
 _LIST_ITEM = re.compile(r"^\s*-\s*(.+?)\s*$")
 
@@ -56,6 +57,7 @@ class Catalogue:
     root: Path
     _texts: dict[Path, str] | None = field(default=None, repr=False)
     _included_by: dict[Path, list[Path]] = field(default_factory=dict, repr=False)
+    _words: dict[str, set[Path]] = field(default_factory=dict, repr=False)
 
     def _all(self) -> dict[Path, str]:
         if self._texts is None:
@@ -71,6 +73,8 @@ class Catalogue:
             for path, text in texts.items():
                 for inc in _includes(path, text):
                     self._included_by.setdefault(inc, []).append(path)
+                for word in set(_WORD.findall(text)):
+                    self._words.setdefault(word.rstrip("."), set()).add(path)
             self._texts = texts
         return self._texts
 
@@ -78,9 +82,8 @@ class Catalogue:
         """Task YAML files that may define `name` as a task, group or tag: those whose text
         holds the name as a whole word, and those including (at any depth) a file that does.
         Sorted by path, as lm-eval's index walks them (its first definition wins)."""
-        texts = self._all()
-        word = re.compile(rf"(?<![\w\-.]){re.escape(name)}(?![\w\-])")
-        found = {p for p, t in texts.items() if word.search(t)}
+        self._all()
+        found = set(self._words.get(name, ()))
         todo = list(found)
         while todo:
             for parent in self._included_by.get(todo.pop(), []):

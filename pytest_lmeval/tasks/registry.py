@@ -86,10 +86,11 @@ class Registry:
 
     # -- lm-eval's catalogue ------------------------------------------------------------------
     def _known(self, name: str) -> bool:
-        if name in self.tasks or name in self.groups or name in self.tags:
+        if name in self.tasks or name in self.groups:
             return True
         if self.catalogue is None or name in self._looked_up:
-            return False
+            return name in self.tags
+        # A tag seen so far may have more tasks in the catalogue: look it up too.
         self._looked_up.add(name)
         self._load_from_catalogue(name)
         return name in self.tasks or name in self.groups or name in self.tags
