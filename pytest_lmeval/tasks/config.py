@@ -187,6 +187,8 @@ def _check_metrics(cfg: TaskConfig) -> None:
     where = f"{cfg.source}: task {cfg.task!r}"
     known = metric_fns.BUILTIN_METRICS[cfg.output_type]
     for entry in cfg.metric_list:
+        if isinstance(entry, dict) and callable(entry.get("metric")):
+            raise LmevalError(f"{where}: metric functions (metric: !function ...) are not supported by pytest-lmeval")
         if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
             raise LmevalError(f"{where}: each metric_list entry needs a 'metric' name, got {entry!r}")
         metric = entry["metric"]
