@@ -132,7 +132,12 @@ def test_gen_kwargs_merge_into_generation_kwargs(pytester: pytest.Pytester) -> N
     assert result.ret == 0
     doc = _json(pytester.path / "out" / "results.json")
     assert doc["config"]["gen_kwargs"] == {"max_gen_toks": 3, "until": ["\n\n", "Q:"], "top_p": 0.9}
-    assert doc["configs"]["arith"]["generation_kwargs"]["until"] == ["\n\n", "STOP"]  # the task's own, as declared
+    assert doc["configs"]["arith"]["generation_kwargs"] == {  # the task's, updated as lm-eval updates them
+        "until": ["\n\n", "Q:"],
+        "do_sample": False,
+        "max_gen_toks": 3,
+        "top_p": 0.9,
+    }
     sample = _samples(pytester.path / "out" / "samples" / "arith.jsonl")[1]
     assert sample["arguments"]["gen_args_0"]["arg_1"] == {
         "do_sample": False,

@@ -58,6 +58,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _task_config(task: Task) -> dict[str, Any]:
+    """The task's config as it ran: its n-shot, and its generation arguments with --gen-kwargs
+    merged in (lm-eval shows them so)."""
+    out = {**task.config.to_record(), "num_fewshot": task.num_fewshot}
+    if task.config.output_type == "generate_until":
+        out["generation_kwargs"] = task.generation_kwargs
+    return out
+
+
 def _group_higher_is_better(group: str, results: Results, tasks: dict[str, Task], registry: Registry) -> dict:
     """A group's metrics point the way its tasks' do (up, for a metric no task defines)."""
     out: dict[str, bool] = {}
@@ -84,7 +93,7 @@ def build_results(
             **{g: results.group_subtasks[g] for g in reversed(groups)},
             **{t: [] for t in names},
         },
-        "configs": {n: {**tasks[n].config.to_record(), "num_fewshot": tasks[n].num_fewshot} for n in names},
+        "configs": {n: _task_config(tasks[n]) for n in names},
         "versions": {
             **{n: tasks[n].config.version for n in names},
             **{g: registry.groups[g].version for g in groups},
