@@ -156,3 +156,19 @@ def test_winogrande_sends_one_continuation_after_each_context(mirror, registry) 
         ("Sarah was a much better surgeon than Maria so Maria", " always got the easier cases."),
     ]
     assert work.gold == int(doc["answer"]) - 1 == 1
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "bbh_cot_fewshot_date_understanding", "winogrande"])
+def test_system_instruction_without_chat_template_equals_lm_eval(name, mirror, registry) -> None:
+    """Plain text: lm-eval puts the instruction (and the task's description, a blank line
+    between) right before the first example, with nothing in between."""
+    folders = {"gsm8k": ["gsm8k"], "winogrande": ["winogrande"]}.get(name, ["bbh/cot_fewshot"])
+    shots = 2 if name == "winogrande" else None
+    style = PromptStyle("Think.", None, False)
+    ours = _ours(Task(registry.tasks[name], data_dir=mirror, num_fewshot=shots, limit=2, style=style))
+    with lmeval_mirror(mirror):
+        task = lm_task(name, [lm_eval_tasks_dir() / f for f in folders], shots)
+        theirs = lm_requests(task, 2, system_instruction="Think.")
+    assert ours == theirs
+    if name == "gsm8k":
+        assert ours[0][0][0].startswith("Think.Question: ")
