@@ -56,8 +56,12 @@ def load_per_document(run: Path) -> dict[tuple[str, int], dict[str, float]]:
     for path in sorted((folder / "samples").glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             sample = json.loads(line)
-            metrics = {m: sample[m] for m in sample.get("metrics", []) if isinstance(sample.get(m), (int, float))}
-            out[(path.stem, int(sample["doc_id"]))] = metrics
+            # one sample per document and filter: keys "metric,filter", as in documents.jsonl
+            where = sample.get("filter", "none")
+            metrics = {
+                f"{m},{where}": sample[m] for m in sample.get("metrics", []) if isinstance(sample.get(m), (int, float))
+            }
+            out.setdefault((path.stem, int(sample["doc_id"])), {}).update(metrics)
     if not out:
         raise LmevalError(f"--baseline {run}: neither {PER_DOC_FILE} nor samples/*.jsonl found beside results.json")
     return out
