@@ -1,12 +1,16 @@
 """Per-document parity with lm-evaluation-harness on the same model and data.
 
 Runs lm-eval (the reference, offline through lmeval_offline.py) and `pytest evals/` (ours) on
-each job, then compares every request's log-likelihood (tolerance 1e-4), every is-greedy flag,
-and every task metric (to 4 decimals). Prints one table row per task and exits non-zero when
-anything differs.
+each job, then compares every request's answer: log-likelihoods (tolerance 1e-4, rolling ones
+included), is-greedy flags, and generated texts (character for character); and every task and
+group metric (to 4 decimals). Prints one table row per task and exits non-zero when anything
+differs.
 
     python benchmarks/parity.py --model-dir ~/.cache/pytest-lmeval/smollm2 \
         --gguf SmolLM2-135M-Instruct.Q4_1.gguf --data-dir ../shared/data
+
+The generative and perplexity jobs need data the shared mirror lacks (GSM8K, BBH, WikiText):
+`--fixtures` merges tests/data/mirror's small fixtures into a temporary mirror for them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ JOBS: list[tuple[str, int, int]] = [
     ("openbookqa", 0, 40),
     ("piqa", 0, 40),
     ("boolq", 0, 20),
+    ("truthfulqa_mc1", 0, 40),
+    ("truthfulqa_mc2", 0, 40),
+    ("winogrande", 0, 40),
+    ("lambada_openai", 0, 40),
+    ("wikitext", 0, 3),
+    ("gsm8k", 5, 6),
+    ("gsm8k_cot", 8, 4),
+    ("bbh_cot_fewshot_boolean_expressions", 3, 3),
+    ("bbh_zeroshot_date_understanding", 0, 2),
+    ("bbh_zeroshot_word_sorting", 0, 2),
 ]
 LL_TOL = 1e-4
 
@@ -58,12 +72,27 @@ def _ours_samples(out: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return found
 
 
-def _lls(resps: list[Any]) -> list[tuple[float, bool]]:
-    out = []
-    for resp in resps:
-        ll, greedy = resp[0]
-        out.append((float(ll), str(greedy) == "True"))
+def _answers(resps: list[Any]) -> list[Any]:
+    """Every answer of a sample, flat: (ll, greedy) pairs, rolling log-likelihoods (floats) or
+    generated texts. lm-eval's in-memory samples hold values, ours their string forms."""
+    out: list[Any] = []
+    for request in resps:
+        for resp in request:
+            if isinstance(resp, (list, tuple)) and len(resp) == 2:
+                out.append((float(resp[0]), str(resp[1]) == "True"))
+            elif isinstance(resp, (int, float)) or (isinstance(resp, str) and _is_float(resp)):
+                out.append(float(resp))
+            else:
+                out.append(str(resp))
     return out
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def compare(job, ref: dict[str, Any], out: Path) -> list[dict[str, Any]]:
@@ -72,15 +101,21 @@ def compare(job, ref: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     rows = []
     for task, samples in sorted(ref["samples"].items()):
         mine = ours_samples.get(task, {})
-        worst, flips, missing = 0.0, 0, 0
+        worst, flips, missing, texts = 0.0, 0, 0, 0
         for sample in samples:
             other = mine.get(sample["doc_id"])
             if other is None:
                 missing += 1
                 continue
-            for (a, ga), (b, gb) in zip(_lls(sample["resps"]), _lls(other["resps"]), strict=True):
-                worst = max(worst, abs(a - b))
-                flips += ga != gb
+            for a, b in zip(_answers(sample["resps"]), _answers(other["resps"]), strict=True):
+                if isinstance(a, tuple):
+                    worst = max(worst, abs(a[0] - b[0]))
+                    flips += a[1] != b[1]
+                elif isinstance(a, float):
+                    worst = max(worst, abs(a - b))
+                else:  # a generation: the same text, or it counts as a flip
+                    texts += 1
+                    flips += a != b
         ref_metrics = ref["results"][task]
         metric_diffs = []
         for key, value in ref_metrics.items():
@@ -90,7 +125,7 @@ def compare(job, ref: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                     metric_diffs.append(f"{key} {value:.4f} vs {theirs}")
         rows.append({
             "task": task, "docs": len(samples), "missing": missing, "max_abs_ll_diff": worst,
-            "greedy_flips": flips, "metrics": {k: v for k, v in ref_metrics.items() if "," in k},
+            "greedy_flips": flips, "generations": texts, "metrics": {k: v for k, v in ref_metrics.items() if "," in k},
             "metric_diffs": metric_diffs,
         })  # fmt: skip
     for group, metrics in ref["results"].items():
@@ -114,19 +149,37 @@ def main() -> int:
     parser.add_argument("--jobs", default=",".join(j[0] for j in JOBS), help="comma-separated job names")
     parser.add_argument("--batch-size", default="1", help="lm-eval's batch size")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--fixtures", action="store_true", help="merge tests/data/mirror into the data mirror")
     args = parser.parse_args()
+    if args.fixtures:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from mirror import FIXTURES
+
+        shared = args.data_dir
+        args.data_dir = Path(tempfile.mkdtemp(prefix="parity-mirror-"))
+        for root in (shared, FIXTURES):
+            for split in root.rglob("*.jsonl"):
+                link = args.data_dir / split.relative_to(root)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.unlink(missing_ok=True)
+                link.symlink_to(split)
     model_args = f"pretrained={args.model_dir}" + (f",gguf_file={args.gguf}" if args.gguf else "")
     our_args = f"gguf_file={args.gguf}" if args.gguf else ""
     wanted = set(args.jobs.split(","))
     all_rows, ok = [], True
-    header = f"{'task':<34} {'docs':>5} {'max|Δll|':>10} {'flips':>5}  metrics (lm-eval = ours)"
+    header = f"{'task':<36} {'docs':>5} {'max|Δll|':>10} {'flips':>5} {'gens':>5}  metrics (lm-eval = ours)"
     print(header)
     print("-" * len(header))
     for job in (j for j in JOBS if j[0] in wanted):
         tasks, shots, limit = job
         started = time.perf_counter()
         ref = run_reference(
-            model_args, [tasks], num_fewshot=shots, limit=limit, batch_size=args.batch_size, data_dir=args.data_dir
+            model_args,
+            [tasks],
+            num_fewshot=shots,
+            limit=limit,
+            batch_size=args.batch_size,
+            data_dir=args.data_dir,
         )
         ref_s = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as tmp:
@@ -137,13 +190,18 @@ def main() -> int:
             bad = bad or row.get("max_abs_ll_diff", 0) > LL_TOL
             ok &= not bad
             if "docs" in row:
-                shown = ", ".join(f"{k.split(',')[0]}={v:.4f}" for k, v in row["metrics"].items() if "_stderr" not in k)
+                shown = ", ".join(
+                    f"{k if ',none' not in k else k.split(',')[0]}={v:.4f}"
+                    for k, v in row["metrics"].items()
+                    if "_stderr" not in k and isinstance(v, float)
+                )
                 print(
-                    f"{row['task']:<34} {row['docs']:>5} {row['max_abs_ll_diff']:>10.2e} "
-                    f"{row['greedy_flips']:>5}  {shown}{'  MISMATCH ' + str(row['metric_diffs']) if bad else ''}"
+                    f"{row['task']:<36} {row['docs']:>5} {row['max_abs_ll_diff']:>10.2e} "
+                    f"{row['greedy_flips']:>5} {row['generations']:>5}  {shown}"
+                    f"{'  MISMATCH ' + str(row['metric_diffs']) if bad else ''}"
                 )
             else:
-                print(f"{row['task']:<34} group MISMATCH {row['metric_diffs']}")
+                print(f"{row['task']:<36} group MISMATCH {row['metric_diffs']}")
         print(f"  ({tasks}, {shots}-shot, limit {limit}: lm-eval {ref_s:.1f}s, ours {ours_s:.1f}s)")
         all_rows.extend(rows)
     if args.json:
