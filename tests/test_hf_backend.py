@@ -1,0 +1,169 @@
+"""The `hf:` backend on a tiny random model (tests/tiny_model.py): every request's log-likelihood
+equals a direct transformers computation (the sum of the log-softmax at the continuation's
+tokens, lm-eval's split of context and continuation), whatever the batch size, with or without
+shared-prefix reuse and after out-of-memory back-off; choices that are one token each share
+one forward row; and a whole pytest run through the plugin scores with those same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quiz_project import EXPECTED, read_jsonl, run, write_quiz
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from pytest_lmeval.models.base import ModelSpec  # noqa: E402
+from pytest_lmeval.models.hf import HFBackend  # noqa: E402
+from pytest_lmeval.requests import Request  # noqa: E402
+
+FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
+QUESTIONS = [
+    FEWSHOT + "Question: The quick brown fox jumps over the lazy dog?\nAnswer:",
+    FEWSHOT + "Question: Science questions about plants?\nAnswer:",
+]
+SINGLE = [" B", " C", " D", " no"]  # one token each with the tiny tokenizer (checked below)
+MULTI = [" the capital of France", " Paris and the sun", " water, energy and the sun."]
+PAIRS = [
+    *[(q, c) for q in QUESTIONS for c in SINGLE],
+    *[(QUESTIONS[0], c) for c in MULTI],
+    ("The quick brown fox jumps over the lazy", " dog."),
+    ("A B C D yes no", " true false the a an of to in is it that"),
+    ("", "The quick brown fox"),  # empty context: scored after the prefix token
+]
+
+
+def _requests(pairs: list[tuple[str, str]]) -> list[Request]:
+    return [Request.loglikelihood(ctx, cont) for ctx, cont in pairs]
+
+
+def _backend(folder: Path, batch_size: int | str, **args: Any) -> HFBackend:
+    return HFBackend(ModelSpec("hf", str(folder), args), device="cpu", batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_model: Path) -> list[tuple[float, bool]]:
+    """(sum of continuation log-probs, every continuation token greedy) per pair, computed
+    with transformers alone, one unpadded sequence at a time."""
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    out = []
+    for ctx, cont in PAIRS:
+        if ctx:
+            ctx_ids = tok(ctx)["input_ids"]
+            whole = tok(ctx + cont)["input_ids"]
+        else:
+            ctx_ids = [tok.bos_token_id]
+            whole = ctx_ids + tok(cont)["input_ids"]
+        cont_ids = whole[len(ctx_ids) :]
+        with torch.no_grad():
+            logits = model(torch.tensor([whole[:-1]])).logits[0]
+        logprobs = torch.log_softmax(logits[len(ctx_ids) - 1 :].double(), dim=-1)
+        target = torch.tensor(cont_ids)
+        ll = float(logprobs.gather(-1, target.unsqueeze(-1)).sum())
+        out.append((ll, bool((logprobs.argmax(-1) == target).all())))
+    return out
+
+
+def _score(backend: HFBackend) -> list[tuple[float, bool]]:
+    return backend.loglikelihood(_requests(PAIRS), lambda n: None)
+
+
+def _close(got: list[tuple[float, bool]], want: list[tuple[float, bool]], tol: float = 1e-5) -> None:
+    assert len(got) == len(want)
+    for (ll, greedy), (ll_want, greedy_want), pair in zip(got, want, PAIRS[: len(got)], strict=True):
+        assert abs(ll - ll_want) < tol, (pair, ll, ll_want)
+        assert greedy == greedy_want, pair
+
+
+def test_loglikelihoods_equal_direct_transformers(tiny_model: Path, direct) -> None:
+    plain = _backend(tiny_model, 4, prefix_reuse=False)
+    _close(_score(plain), direct)
+    reuse = _backend(tiny_model, 4)  # the default: a shared prefix runs once, its KV cache reused
+    _close(_score(reuse), direct)
+    assert reuse.scorer.forward_tokens < plain.scorer.forward_tokens  # the reuse path did run
+
+
+def test_batch_sizes_agree(tiny_model: Path, direct) -> None:
+    by_size = {size: _score(_backend(tiny_model, size)) for size in (1, 4, "auto")}
+    for got in by_size.values():
+        _close(got, by_size[1])
+        _close(got, direct)
+
+
+def _count_rows(model: torch.nn.Module) -> list[int]:
+    """Rows of every forward pass the model runs from now on."""
+    rows: list[int] = []
+
+    def hook(_module: Any, args: tuple, kwargs: dict) -> None:
+        ids = args[0] if args else kwargs["input_ids"]
+        rows.append(int(ids.shape[0]))
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return rows
+
+
+def test_single_token_choices_share_one_forward_row(tiny_model: Path, direct) -> None:
+    backend = _backend(tiny_model, 64, prefix_reuse=False)
+    for q in QUESTIONS:
+        for c in SINGLE:
+            assert len(backend.encode_pair(q, c).continuation) == 1, c
+    assert all(len(backend.encode_pair(QUESTIONS[0], c).continuation) > 1 for c in MULTI)
+    rows = _count_rows(backend.model)
+    n_single = len(QUESTIONS) * len(SINGLE)
+    got = backend.loglikelihood(_requests(PAIRS[: n_single + len(MULTI)]), lambda n: None)
+    _close(got, direct[: n_single + len(MULTI)])
+    # one row per question for its four one-token choices, one per multi-token choice
+    assert sum(rows) == len(QUESTIONS) + len(MULTI)
+
+
+def test_auto_batch_size_backs_off_on_out_of_memory(tiny_model: Path, direct) -> None:
+    backend = _backend(tiny_model, "auto", prefix_reuse=False)
+    rows = _count_rows(backend.model)
+
+    def oom_above_two_rows(_module: Any, args: tuple, kwargs: dict) -> None:
+        ids = args[0] if args else kwargs["input_ids"]
+        if ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    backend.model.register_forward_pre_hook(oom_above_two_rows, with_kwargs=True)
+    _close(_score(backend), direct)
+    assert max(rows) > 2  # it tried a batch too big, then finished in smaller ones
+    assert backend.scorer.budget.hit_oom
+
+    fixed = _backend(tiny_model, 8, prefix_reuse=False)
+    fixed.model.register_forward_pre_hook(oom_above_two_rows, with_kwargs=True)
+    with pytest.raises(torch.OutOfMemoryError):  # a fixed batch size is the user's word: no back-off
+        _score(fixed)
+
+
+def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytester, tiny_model: Path) -> None:
+    write_quiz(pytester.path)
+    result = run(
+        pytester, "evals", "--data-dir", "data", "--model", f"hf:{tiny_model}", "--device", "cpu",
+        "--batch-size", "3", "--output-path", "out", "--log-samples",
+    )  # fmt: skip
+    assert result.ret == 0
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([f"lmeval: loading hf:{tiny_model} ..."])
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    for task, rows in EXPECTED.items():
+        samples = read_jsonl(pytester.path / "out" / "samples" / f"{task}.jsonl")
+        for sample, (row, _, _) in zip(samples, rows, strict=True):
+            prompt = f"Q: {row['question']}\nA:"
+            lls = []
+            for choice in row["choices"]:
+                ctx_ids = tok(prompt)["input_ids"]
+                whole = tok(prompt + " " + choice)["input_ids"]
+                with torch.no_grad():
+                    logits = model(torch.tensor([whole[:-1]])).logits[0]
+                logprobs = torch.log_softmax(logits[len(ctx_ids) - 1 :].double(), dim=-1)
+                lls.append(float(logprobs.gather(-1, torch.tensor(whole[len(ctx_ids) :]).unsqueeze(-1)).sum()))
+            got = [float(r[0]) for r in sample["filtered_resps"]]
+            assert got == pytest.approx(lls, abs=1e-5)
+            best = max(range(len(lls)), key=lambda i: lls[i])
+            assert sample["acc"] == float(best == row["label"])

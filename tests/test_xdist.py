@@ -1,0 +1,52 @@
+"""`-n 2` (pytest-xdist) gives the same results as a run without it, and each worker computes
+exactly its own contiguous shard of the documents (pytest_lmeval/distribute.py), so no request
+is computed twice.
+
+The quiz project's 8 documents (tests/quiz_project.py) split into gw0: quiz_a-0..3 (4 x 3
+choices = 12 requests) and gw1: quiz_a-4, quiz_b-0..2 (3 + 3 x 2 = 9 requests).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from quiz_project import read_json, read_jsonl, run, write_quiz
+
+pytest.importorskip("xdist")
+
+ARGS = ("evals", "--data-dir", "data", "--model", "dummy:d", "--log-samples", "-v")
+SHARDS = {
+    "gw0": ["quiz_a-0", "quiz_a-1", "quiz_a-2", "quiz_a-3"],
+    "gw1": ["quiz_a-4", "quiz_b-0", "quiz_b-1", "quiz_b-2"],
+}
+
+
+def test_two_workers_give_the_same_results_each_computing_its_shard(pytester: pytest.Pytester) -> None:
+    write_quiz(pytester.path)
+    single = run(pytester, *ARGS, "--output-path", "one")
+    assert single.ret == 0
+    double = run(pytester, *ARGS, "--output-path", "two", "-n", "2")
+    assert double.ret == 0
+    double.assert_outcomes(passed=8)
+
+    one = read_json(pytester.path / "one" / "results.json")
+    two = read_json(pytester.path / "two" / "results.json")
+    for key in ("results", "groups", "group_subtasks", "n-samples", "n-shot", "versions", "configs"):
+        assert two[key] == one[key], key
+    for task in ("quiz_a", "quiz_b"):
+        assert read_jsonl(pytester.path / "two" / "samples" / f"{task}.jsonl") == read_jsonl(
+            pytester.path / "one" / "samples" / f"{task}.jsonl"
+        )
+    assert [r for r in double.outlines if r.startswith("|")] == [r for r in single.outlines if r.startswith("|")]
+
+    ran = {}
+    for line in double.outlines:
+        if m := re.match(r"\[(gw\d)\] .*PASSED .*test_quiz\[(.+)\]", line):
+            ran.setdefault(m.group(1), []).append(m.group(2))
+    assert {w: sorted(ids) for w, ids in ran.items()} == SHARDS
+
+    engine = two["engine"]
+    assert one["engine"]["computed"] == engine["computed"] == 21
+    assert sorted(w["computed"] for w in engine["workers"]) == [9, 12]  # each its shard, nothing twice
+    assert sorted(w["requests"] for w in engine["workers"]) == [9, 12]
