@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,15 +42,36 @@ json.dump({{"results": out["results"], "n": sum(len(v) for v in out["samples"].v
 """
 
 
-def _timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one command, by GNU time."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as fh:
-        subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", "-o", fh.name, *cmd],
-            check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wall, kib = fh.read().split()[-2:]
-    return float(wall), int(kib) / 1024
+def _start(cmd: list[str], timing: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *cmd],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+
+
+def _timed(cmds: list[list[str]], concurrent: bool) -> list[tuple[float, float]]:
+    """(wall seconds, peak RSS in MiB) of each command, by GNU time. Concurrent: all start at
+    once with one thread each, so background load hits every tool alike and the ratio holds."""
+    env = dict(os.environ)
+    if concurrent:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        timings = [Path(tmp) / f"{i}.time" for i in range(len(cmds))]
+        if concurrent:
+            procs = [_start(c, t, env) for c, t in zip(cmds, timings, strict=True)]
+        else:
+            procs = []
+            for c, t in zip(cmds, timings, strict=True):
+                procs.append(_start(c, t, env))
+                procs[-1].wait()
+        for proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"{proc.args} failed")
+        out = []
+        for t in timings:
+            wall, kib = t.read_text().split()[-2:]
+            out.append((float(wall), int(kib) / 1024))
+    return out
 
 
 def _scores(results: dict, tasks: str) -> str:
@@ -59,7 +81,7 @@ def _scores(results: dict, tasks: str) -> str:
     )
 
 
-def run_job(job, model_dir: str, data: Path, batch: str) -> dict:
+def run_job(job, model_dir: str, data: Path, batch: str, concurrent: bool) -> dict:
     name, tasks, shots, limit = job
     with tempfile.TemporaryDirectory() as tmp:
         ref_json = Path(tmp) / "ref.json"
@@ -67,14 +89,14 @@ def run_job(job, model_dir: str, data: Path, batch: str) -> dict:
             here=str(HERE), model_args=f"pretrained={model_dir}", tasks=tasks, shots=shots, limit=limit,
             batch=batch, data=str(data), dest=str(ref_json),
         )  # fmt: skip
-        ref_wall, ref_mem = _timed([sys.executable, "-c", code])
-        ref = json.loads(ref_json.read_text())
         out = Path(tmp) / "ours"
-        ours_wall, ours_mem = _timed([
+        ours_cmd = [
             sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider", "--no-cache",
             "--tasks", tasks, "--num-fewshot", str(shots), "--limit", str(limit), "--model", f"hf:{model_dir}",
             "--data-dir", str(data), "--output-path", str(out),
-        ])  # fmt: skip
+        ]  # fmt: skip
+        (ref_wall, ref_mem), (ours_wall, ours_mem) = _timed([[sys.executable, "-c", code], ours_cmd], concurrent)
+        ref = json.loads(ref_json.read_text())
         ours = json.loads((out / "results.json").read_text())
     n_requests = ours["engine"]["requests"]
     return {
@@ -100,6 +122,11 @@ def main() -> int:
     parser.add_argument("--jobs", default=None, help="comma-separated --tasks names of the jobs to run")
     parser.add_argument("--lmeval-batch-size", default="1", help="lm-eval's batch size (its default is 1)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--concurrent", action="store_true",
+        help="run both tools at once, one thread each (fair ratios on a machine with background load)",
+    )  # fmt: skip
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every job's --limit")
     args = parser.parse_args()
     wanted = set(args.jobs.split(",")) if args.jobs else None
     rows = []
@@ -110,7 +137,8 @@ def main() -> int:
     for job in JOBS:
         if wanted and job[1] not in wanted:
             continue
-        r = run_job(job, args.model_dir, args.data_dir.resolve(), args.lmeval_batch_size)
+        job = (*job[:3], max(1, round(job[3] * args.scale)))
+        r = run_job(job, args.model_dir, args.data_dir.resolve(), args.lmeval_batch_size, args.concurrent)
         rows.append(r)
         same = "same" if r["lmeval_scores"] == r["ours_scores"] else "DIFFER"
         print(
