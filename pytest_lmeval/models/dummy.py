@@ -3,8 +3,10 @@
 `dummy:NAME` answers every request kind by a rule a test can compute by hand:
 
 - loglikelihood: minus the continuation's length in characters, so it always prefers the
-  shortest choice; greedy when the continuation is at most one character long. With acc_norm
-  every choice scores -1 per character, so the first choice wins.
+  shortest choice; greedy when the continuation is at most one character long. acc_norm
+  divides by the choice's length without the target delimiter: with the usual " " that is
+  -1 - 1/len(choice), so the longest choice wins (with no delimiter every choice ties and the
+  first wins).
 - loglikelihood_rolling: minus the text's length in UTF-8 bytes (one nat per byte), so
   byte_perplexity is e, bits_per_byte is 1/ln 2 and word_perplexity is exp(bytes / words).
 - generate_until: it repeats the prompt's last line (the text after its last newline), then
