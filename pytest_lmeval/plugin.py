@@ -19,6 +19,7 @@ from .options import addoptions
 from .orphans import OrphanItems
 from .progress import progress_bar
 from .report import summary
+from .report.gate_reports import log_gates
 from .scoring import ScoredDoc, score
 from .session import DocRef, LmevalState, lmeval_ref
 
@@ -237,26 +238,8 @@ def pytest_runtestloop(session: pytest.Session) -> Generator:
     result = yield
     state = state_of(session.config)
     if not state.is_worker and not state.stopped and (state.records or state.failures):
-        for gate in summary.conclude(state):
-            _report_gate(session, gate)
+        log_gates(session, summary.conclude(state))
     return result
-
-
-def _report_gate(session: pytest.Session, gate: Any) -> None:
-    nodeid = f"lmeval-gates::{gate.name}"
-    location = ("lmeval-gates", None, gate.name)
-    props = [(k, v) for k, v in gate.figures.items() if isinstance(v, (int, float, str)) and v is not None]
-    hook = session.config.hook
-    hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
-    for when in ("setup", "call", "teardown"):
-        failed = when == "call" and not gate.passed
-        longrepr = "\n".join([gate.summary, *gate.details]) if failed else None
-        report = pytest.TestReport(
-            nodeid, location, {"lmeval_gate": 1}, "failed" if failed else "passed", longrepr, when,
-            user_properties=props if when == "call" else [],
-        )  # fmt: skip
-        hook.pytest_runtest_logreport(report=report)
-    hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
 
 @pytest.hookimpl(optionalhook=True)
