@@ -300,6 +300,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
     baseline = _ini_path(config, str(baseline_raw), from_ini) if baseline_raw else None
     if baseline is not None and not baseline.exists():
         raise LmevalError(f"--baseline {baseline_raw!r}: no such file or folder")
+    if baseline is not None and baseline.is_dir() and not (baseline / "results.json").is_file():
+        raise LmevalError(f"--baseline {baseline_raw!r}: no results.json there; pass an earlier run's output folder")
     max_drop = _float("max-drop", _raw(config, "max_drop")[0], 0.0)
     alpha = _float("alpha", _raw(config, "alpha")[0], 0.05)
     if not 0 < alpha < 1:

@@ -56,6 +56,7 @@ class LmevalState:
     output_files: list[Path] = field(default_factory=list)
     gates: list[Any] = field(default_factory=list)  # report.gates.Gate, judged on the controller
     comparisons: list[Any] = field(default_factory=list)  # report.baseline.Comparison
+    baseline: Any = None  # report.baseline.BaselineRun, with --baseline
     _cache: ResponseCache | None = None
     chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
 

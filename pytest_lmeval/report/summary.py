@@ -6,15 +6,28 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from ..errors import LmevalError
 from ..models.base import redact_args, redact_args_text
 from ..scoring import sha256
 from ..session import LmevalState
 from . import table
 from .aggregate import Results, aggregate
-from .baseline import PER_DOC_FILE, baseline_gates, compare, load_per_document, per_document_lines
+from .baseline import (
+    PER_DOC_FILE,
+    baseline_gates,
+    compare,
+    doc_hash,
+    load_baseline,
+    nothing_paired_gate,
+    per_document_lines,
+    rules_of,
+    scopes_of,
+)
 from .gates import Gate, check_bounds, parse_gates_file, parse_threshold
 from .html import write_html
 from .results import atomic_write, build_results, write_results, write_samples
+
+MAX_LINE = 2000  # a gate's detail line in the terminal (a -k expression of many documents is long)
 
 
 def _run_config(state: LmevalState) -> dict[str, Any]:
@@ -51,6 +64,31 @@ def _prompt_record(state: LmevalState) -> dict[str, Any]:
     }
 
 
+def _doc_hashes(state: LmevalState) -> dict[tuple[str, int], str]:
+    """Each scored document's doc_hash, to tell a baseline's same-numbered but changed documents."""
+    return {(r["task"], r["doc_id"]): doc_hash(state.tasks[r["task"]].docs[r["doc_id"]]) for r in state.records}
+
+
+def _baseline_gates(state: LmevalState) -> list[Gate]:
+    opts = state.options
+    try:
+        state.baseline = load_baseline(opts.baseline)
+    except (LmevalError, OSError, ValueError, KeyError) as exc:  # a broken baseline fails its gate, visibly
+        return [Gate("baseline", False, f"cannot read the baseline: {exc}", {"baseline": str(opts.baseline)})]
+    after = {(r["task"], r["doc_id"]): r["metrics"] for r in state.records}
+    state.comparisons = compare(
+        state.baseline,
+        after,
+        _doc_hashes(state),
+        scopes_of(state.results, state.registry),
+        rules_of(state.tasks),
+        alpha=opts.alpha,
+    )
+    if not state.comparisons:
+        return [nothing_paired_gate(state.baseline)]
+    return baseline_gates(state.comparisons, opts.max_drop, opts.alpha)
+
+
 def conclude(state: LmevalState) -> list[Gate]:
     """Aggregate the run and judge its gates (on the controller, before the exit code is set)."""
     opts = state.options
@@ -60,10 +98,7 @@ def conclude(state: LmevalState) -> list[Gate]:
         bounds += parse_gates_file(opts.gates_file)
     gates = check_bounds(bounds, state.results)
     if opts.baseline is not None:
-        after = {(r["task"], r["doc_id"]): r["metrics"] for r in state.records}
-        state.comparisons = compare(load_per_document(opts.baseline), after)
-        lower = {m for t in state.tasks.values() for m, hib in t.config.higher_is_better().items() if not hib}
-        gates += baseline_gates(state.comparisons, opts.max_drop, opts.alpha, lower)
+        gates += _baseline_gates(state)
     state.gates = gates
     return gates
 
@@ -89,9 +124,11 @@ def finish(state: LmevalState) -> None:
         **_prompt_record(state),
     }
     extra["gates"] = [g.to_json() for g in state.gates]
+    if state.baseline is not None:
+        extra["baseline"] = {**state.baseline.info, "comparisons": [c.to_json() for c in state.comparisons]}
     doc = build_results(results, state.tasks, state.registry, _run_config(state), extra)
     state.output_files = [write_results(out_dir, doc)]
-    atomic_write(out_dir / PER_DOC_FILE, per_document_lines(state.records))
+    atomic_write(out_dir / PER_DOC_FILE, per_document_lines(state.records, _doc_hashes(state)))
     state.output_files.append(write_html(out_dir, state, doc))
     if state.options.log_samples:
         state.output_files += write_samples(out_dir, state.records)
@@ -140,9 +177,8 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
         reporter.write_sep("=", "lmeval gates")
         for gate in state.gates:
             reporter.write_line(f"{'PASS' if gate.passed else 'FAIL'} {gate.name}: {gate.summary}", red=not gate.passed)
-            for line in gate.details[:20]:
-                reporter.write_line(f"    {line}")
-            if len(gate.details) > 20:
-                reporter.write_line(f"    ... {len(gate.details) - 20} more in results.json")
+            for line in gate.details:
+                shown = line if len(line) <= MAX_LINE else line[: MAX_LINE - 40] + " ... (in full in results.json)"
+                reporter.write_line(f"    {shown}")
     for path in state.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
