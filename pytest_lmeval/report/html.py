@@ -1,5 +1,7 @@
-"""report.html: a self-contained page (inline CSS and SVG, no network) built with Jinja2 from
-templates/report.html.j2, and the multi-run comparison page."""
+"""report.html: a self-contained page (inline CSS and SVG, no script, no network) built with
+Jinja2 from templates/report.html.j2; the fragment pytest-html's report carries; and the page
+comparing several runs. SVG is written here rather than with a plotting library so the page
+needs nothing at view time and the project nothing at install time."""
 
 from __future__ import annotations
 
@@ -9,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
+from .baseline import MAX_RERUN_IDS, Comparison, rerun_expression
 from .results import atomic_write
+
+MAX_FLIPPED_SHOWN = 200  # per gate: prompts beyond these stay in results.json, by id
+MAX_MEMBER_SERIES = 12  # compare page: a group's members get a chart of their own up to this many
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("pytest_lmeval.report", "templates"),
@@ -19,6 +26,16 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
+_PALETTE = 6  # colour classes s0..s5 in _style.html.j2
+
+
+def _svg_open(title: str, width: float, height: float) -> str:
+    return (
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{html.escape(title)}">'
+        f'<text x="0" y="14" class="title">{html.escape(title)}</text>'
+    )
+
 
 def bar_chart(title: str, bars: list[tuple[str, float]], scale: float | None = None) -> str:
     """A horizontal bar chart as inline SVG (one bar per subtask)."""
@@ -26,12 +43,7 @@ def bar_chart(title: str, bars: list[tuple[str, float]], scale: float | None = N
         return ""
     top = scale or max(1e-9, max(v for _, v in bars))
     row, label_w, bar_w = 18, 260, 420
-    height = row * len(bars) + 30
-    parts = [
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 70}" height="{height}" '
-        f'role="img" aria-label="{html.escape(title)}">',
-        f'<text x="0" y="14" class="title">{html.escape(title)}</text>',
-    ]
+    parts = [_svg_open(title, label_w + bar_w + 70, row * len(bars) + 30)]
     for i, (name, value) in enumerate(bars):
         y = 24 + i * row
         width = max(0.0, min(1.0, value / top)) * bar_w
@@ -42,36 +54,64 @@ def bar_chart(title: str, bars: list[tuple[str, float]], scale: float | None = N
     return "".join(parts)
 
 
-def line_chart(title: str, labels: list[str], series: dict[str, list[float | None]]) -> str:
-    """One metric across runs: a polyline per task, as inline SVG."""
-    w, h, pad = 640, 260, 40
-    values = [v for vs in series.values() for v in vs if v is not None]
-    if not values or not labels:
+def interval_chart(title: str, rows: list[tuple[str, float, float, float, bool]], unit: str) -> str:
+    """Differences with their intervals (a forest plot): one row per task or group, a line for
+    the interval, a dot for the difference, the zero line for "no change"; failed gates red."""
+    if not rows:
         return ""
-    lo, hi = min(values), max(values)
-    hi = hi if hi > lo else lo + 1e-9
-    step = (w - 2 * pad) / max(1, len(labels) - 1)
-    parts = [
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{w + 220}" height="{h + 40}" role="img" '
-        f'aria-label="{html.escape(title)}"><text x="0" y="14" class="title">{html.escape(title)}</text>'
-    ]
-    for i, label in enumerate(labels):
-        parts.append(f'<text x="{pad + i * step:.1f}" y="{h + 30}" text-anchor="middle">{html.escape(label)}</text>')
-    for k, (name, vs) in enumerate(series.items()):
-        pts = [
-            (pad + i * step, h - pad - (v - lo) / (hi - lo) * (h - 2 * pad)) for i, v in enumerate(vs) if v is not None
-        ]
-        if not pts:
-            continue
-        cls = f"s{k % 6}"
-        parts.append(f'<polyline class="line {cls}" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>')
-        for x, y in pts:
-            parts.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="3"/>')
-        parts.append(f'<text class="{cls}" x="{w + 10}" y="{30 + 16 * k}">{html.escape(name)}</text>')
+    lo = min(0.0, *(r[2] for r in rows))
+    hi = max(0.0, *(r[3] for r in rows))
+    hi = hi if hi > lo else lo + 1.0
+    row, label_w, plot_w, top = 18, 260, 420, 40
+    x = lambda v: label_w + (v - lo) / (hi - lo) * plot_w  # noqa: E731
+    height = top + row * len(rows) + 10
+    parts = [_svg_open(title, label_w + plot_w + 150, height)]
+    parts.append(f'<text x="{x(lo):.1f}" y="32" text-anchor="start">{lo:+.2f}</text>')
+    parts.append(f'<text x="{x(hi):.1f}" y="32" text-anchor="end">{hi:+.2f} {html.escape(unit)}</text>')
+    parts.append(f'<line class="zero" x1="{x(0):.1f}" y1="{top - 4}" x2="{x(0):.1f}" y2="{height - 6}"/>')
+    for i, (name, diff, low, high, failed) in enumerate(rows):
+        y = top + i * row + row / 2
+        cls = "ci fail" if failed else "ci"
+        parts.append(f'<text x="{label_w - 6}" y="{y + 4:.1f}" text-anchor="end">{html.escape(name)}</text>')
+        parts.append(f'<line class="{cls}" x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<circle class="{cls}" cx="{x(diff):.1f}" cy="{y:.1f}" r="3.5"/>')
+        parts.append(f'<text x="{label_w + plot_w + 8}" y="{y + 4:.1f}">{diff:+.2f} [{low:+.2f}, {high:+.2f}]</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
+def line_chart(title: str, labels: list[str], series: dict[str, list[float | None]]) -> str:
+    """One metric across runs: a polyline per task or group, with the value axis labelled."""
+    values = [v for vs in series.values() for v in vs if v is not None]
+    if not values or not labels:
+        return ""
+    w, h, pad, legend = 640, 260, 50, 16
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5 * max(abs(lo), 1e-3), hi + 0.5 * max(abs(hi), 1e-3)
+    step = (w - 2 * pad) / max(1, len(labels) - 1)
+    y = lambda v: h - pad - (v - lo) / (hi - lo) * (h - 2 * pad)  # noqa: E731
+    x0 = pad if len(labels) > 1 else w / 2
+    parts = [_svg_open(title, w + 260, max(h + 40, 40 + legend * len(series)))]
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        parts.append(f'<line class="grid" x1="{pad}" y1="{y(v):.1f}" x2="{w - pad}" y2="{y(v):.1f}"/>')
+        parts.append(f'<text x="{pad - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.4g}</text>')
+    for i, label in enumerate(labels):
+        parts.append(f'<text x="{x0 + i * step:.1f}" y="{h + 30}" text-anchor="middle">{html.escape(label)}</text>')
+    for k, (name, vs) in enumerate(series.items()):
+        pts = [(x0 + i * step, y(v)) for i, v in enumerate(vs) if v is not None]
+        if not pts:
+            continue
+        cls = f"s{k % _PALETTE}"
+        parts.append(f'<polyline class="line {cls}" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}"/>')
+        parts.extend(f'<circle class="{cls}" cx="{a:.1f}" cy="{b:.1f}" r="3"/>' for a, b in pts)
+        parts.append(f'<text class="{cls}" x="{w + 10}" y="{30 + legend * k}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- report.html ------------------------------------------------------------------------------
 def _main_metric(entry: dict[str, Any]) -> tuple[str, float] | None:
     for key, value in entry.items():
         if "," in key and "_stderr" not in key and isinstance(value, (int, float)):
@@ -105,7 +145,9 @@ def _charts(doc: dict[str, Any]) -> list[str]:
     charts = []
     subtasks = doc.get("group_subtasks", {})
     views = []
-    for group, members in subtasks.items():
+    order = list(doc.get("groups") or {})  # display order: outer groups first
+    for group in sorted(subtasks, key=lambda g: order.index(g) if g in order else len(order)):
+        members = subtasks[group]
         if not members:
             continue
         views.append((group, members))
@@ -124,39 +166,96 @@ def _charts(doc: dict[str, Any]) -> list[str]:
     return charts
 
 
-def _flipped(state: Any) -> list[dict[str, Any]]:
-    """Prompt, answer and target of documents whose correctness changed against the baseline."""
-    samples = {(r["task"], r["doc_id"]): (r.get("samples") or [{}])[0] for r in state.records}
-    out = []
-    for comp in state.comparisons:
-        for doc_id, direction in [(i, "right before, wrong now") for i in comp.lost] + [
-            (i, "wrong before, right now") for i in comp.gained
-        ]:
-            s = samples.get((comp.task, doc_id), {})
-            args = s.get("arguments", {})
-            prompt = next(iter(args.values()), {}).get("arg_0", "") if args else ""
-            out.append({
-                "id": f"{comp.task}-{doc_id}", "metric": comp.metric, "direction": direction,
-                "prompt": prompt, "answer": _answer(s), "target": s.get("target", ""),
-            })  # fmt: skip
-    return out
-
-
-def _answer(sample: dict[str, Any]) -> str:
+def _answer(sample: dict[str, Any] | None, metric: str, delimiter: str) -> str:
+    """The model's answer in a sample: a multiple-choice document's pick under the metric's
+    rule (acc: highest log-likelihood; acc_norm: per character of the choice), else the
+    filtered generation."""
+    if not sample:
+        return ""
     resps = sample.get("filtered_resps") or []
     args = list((sample.get("arguments") or {}).values())
     if resps and isinstance(resps[0], (list, tuple)) and len(args) == len(resps):
-        best = max(range(len(resps)), key=lambda i: float(resps[i][0]))
-        return str(args[best].get("arg_1", ""))
+        scores = [float(r[0]) for r in resps]
+        choices = [str(a.get("arg_1", "")) for a in args]
+        if metric.startswith("acc_norm"):
+            scores = [s / max(1, len(c) - len(delimiter)) for s, c in zip(scores, choices, strict=True)]
+        best = max(range(len(scores)), key=scores.__getitem__)
+        if len(set(choices)) == 1:  # a multiple-input task (Winogrande): the contexts differ
+            return f"choice {best}"
+        return choices[best].removeprefix(delimiter)
     return str(resps[0]) if resps else ""
 
 
-def render_report(state: Any, doc: dict[str, Any]) -> str:
+def _target(sample: dict[str, Any] | None, delimiter: str) -> str:
+    """The right answer: a multiple-choice target (an index) as its choice's text."""
+    if not sample:
+        return ""
+    target = str(sample.get("target", ""))
+    args = list((sample.get("arguments") or {}).values())
+    if target.isdigit() and len(args) > 1 and int(target) < len(args):
+        choices = [str(a.get("arg_1", "")) for a in args]
+        if len(set(choices)) == 1:  # a multiple-input task: the index names a context
+            return f"choice {target}"
+        return choices[int(target)].removeprefix(delimiter)
+    return target
+
+
+def _prompt(sample: dict[str, Any] | None) -> str:
+    args = (sample or {}).get("arguments") or {}
+    return str(next(iter(args.values()), {}).get("arg_0", "")) if args else ""
+
+
+def _flipped(state: Any) -> list[dict[str, Any]]:
+    """Per gate, the documents whose correctness changed: prompt, both answers, target."""
+    samples = {
+        (r["task"], r["doc_id"], s.get("filter", "none")): s for r in state.records for s in (r.get("samples") or [])
+    }
+    out = []
+    for comp in state.comparisons:
+        if not comp.gated or not (comp.lost or comp.gained):
+            continue
+        metric, _, filter_name = comp.metric.partition(",")
+        docs = []
+        for ids, direction in ((comp.lost, "right before, wrong now"), (comp.gained, "wrong before, right now")):
+            for doc in ids[:MAX_FLIPPED_SHOWN]:
+                task, _, num = doc.rpartition("-")
+                now = samples.get((task, int(num), filter_name or "none"))
+                then = state.baseline.sample(task, int(num), filter_name or "none") if state.baseline else None
+                delimiter = state.tasks[task].config.target_delimiter if task in state.tasks else " "
+                docs.append({
+                    "id": doc, "direction": direction, "prompt": _prompt(now),
+                    "answer": _answer(now, metric, delimiter), "before": _answer(then, metric, delimiter),
+                    "target": _target(now, delimiter),
+                })  # fmt: skip
+        flipped = comp.lost + comp.gained
+        out.append({
+            "gate": f"baseline[{comp.label}]", "docs": docs, "total": len(flipped),
+            "rerun_k": rerun_expression(flipped) if len(flipped) <= MAX_RERUN_IDS else None,
+            "has_before": any(d["before"] for d in docs),
+        })  # fmt: skip
+    return out
+
+
+def _interval_charts(comparisons: list[Comparison], failed: set[str]) -> list[str]:
+    by_metric: dict[str, list[Comparison]] = {}
+    for c in comparisons:
+        by_metric.setdefault(c.metric, []).append(c)
+    charts = []
+    for metric, comps in by_metric.items():
+        rows = [(c.name, c.diff, c.ci[0], c.ci[1], f"baseline[{c.label}]" in failed) for c in comps]
+        unit = comps[0].unit or "(metric units)"
+        title = f"{metric}: difference to the baseline, {comps[0].confidence:.0%} interval"
+        charts.append(interval_chart(title, rows, unit))
+    return charts
+
+
+def _meta(doc: dict[str, Any]) -> dict[str, Any]:
     engine = doc.get("engine") or {}
     seconds = float(engine.get("model_seconds") or 0)
-    meta = {
+    return {
         "model": doc.get("model_name"),
         "model_args": doc["config"].get("model_args"),
+        "model_info": doc.get("model_info") or {},
         "limit": doc["config"].get("limit"),
         "num_fewshot": doc["config"].get("num_fewshot"),
         "started": doc.get("start_time"),
@@ -164,26 +263,40 @@ def render_report(state: Any, doc: dict[str, Any]) -> str:
         "seconds": doc.get("total_evaluation_time_seconds"),
         "requests": engine.get("requests"),
         "from_cache": engine.get("from_cache"),
+        "computed": engine.get("computed"),
+        "model_seconds": seconds,
         "requests_per_second": round(engine.get("computed", 0) / seconds, 1) if seconds else None,
+        "tokens_per_second": round(engine["tokens"] / seconds, 1) if seconds and engine.get("tokens") else None,
         "versions": doc.get("package_versions", {}),
         "git_hash": doc.get("git_hash"),
     }
+
+
+def render_report(state: Any, doc: dict[str, Any]) -> str:
+    gates = [g.to_json() | {"details": g.details} for g in state.gates]
+    failed = {g["name"] for g in gates if not g["passed"]}
     return _ENV.get_template("report.html.j2").render(
-        meta=meta,
+        meta=_meta(doc),
         rows=_rows(doc),
-        charts=[jinja2.utils.markupsafe.Markup(c) for c in _charts(doc)],
-        gates=[g.to_json() | {"details": g.details} for g in state.gates],
+        charts=[Markup(c) for c in _charts(doc)],
+        gates=gates,
+        failed=len(failed),
+        baseline=(doc.get("baseline") or None),
         comparisons=state.comparisons,
+        interval_charts=[Markup(c) for c in _interval_charts(state.comparisons, failed)],
         flipped=_flipped(state),
         not_scored=doc.get("not_scored", []),
     )
 
 
 def summary_fragment(state: Any) -> str:
-    """The results table and gates alone, for pytest-html's report."""
-    return _ENV.get_template("summary.html.j2").render(
+    """The results table and gates alone, for pytest-html's report (its own page and styles:
+    ours are scoped under .lmeval)."""
+    gates = [g.to_json() for g in state.gates]
+    return _ENV.get_template("fragment.html.j2").render(
         rows=_rows({"results": {n: e.to_json() for n, e in state.results.entries.items()}}),
-        gates=[g.to_json() for g in state.gates],
+        gates=gates,
+        failed=sum(1 for g in gates if not g["passed"]),
     )
 
 
@@ -193,18 +306,55 @@ def write_html(out_dir: Path, state: Any, doc: dict[str, Any]) -> Path:
     return path
 
 
+# -- comparison of several runs ---------------------------------------------------------------
+def _load_run(run: Path) -> tuple[str, dict[str, Any]]:
+    path = run / "results.json" if run.is_dir() else run
+    folder = run if run.is_dir() else run.parent
+    return folder.name, json.loads(path.read_text(encoding="utf-8"))
+
+
+def _unique_labels(runs: list[Path], names: list[str]) -> list[str]:
+    """Folder names, or the parent's too where two runs share one (reports/<model>/<time>)."""
+    if len(set(names)) == len(names):
+        return names
+    folders = [r if r.is_dir() else r.parent for r in runs]
+    return [f"{f.parent.name}/{f.name}" for f in folders]
+
+
 def render_compare(runs: list[Path]) -> str:
-    docs = []
-    for run in runs:
-        path = run / "results.json" if run.is_dir() else run
-        docs.append((run.name if run.is_dir() else run.parent.name, json.loads(path.read_text(encoding="utf-8"))))
-    labels = [name for name, _ in docs]
-    metrics: dict[str, dict[str, list[float | None]]] = {}
-    for i, (_, doc) in enumerate(docs):
-        for task, entry in doc["results"].items():
+    loaded = [_load_run(r) for r in runs]
+    labels = _unique_labels(runs, [name for name, _ in loaded])
+    docs = [doc for _, doc in loaded]
+    values: dict[str, dict[str, list[float | None]]] = {}  # metric -> name -> per run
+    stderrs: dict[str, dict[str, list[Any]]] = {}
+    members: dict[str, list[str]] = {}
+    inner: set[str] = set()
+    for i, doc in enumerate(docs):
+        for group, subs in (doc.get("group_subtasks") or {}).items():
+            if subs:
+                members.setdefault(group, [])
+                members[group] += [s for s in subs if s not in members[group]]
+                inner.update(subs)
+        for name, entry in doc["results"].items():
             for key, value in entry.items():
                 if "," in key and "_stderr" not in key and isinstance(value, (int, float)):
-                    series = metrics.setdefault(key, {}).setdefault(task, [None] * len(docs))
-                    series[i] = float(value)
-    charts = [jinja2.utils.markupsafe.Markup(line_chart(m, labels, s)) for m, s in sorted(metrics.items())]
-    return _ENV.get_template("compare.html.j2").render(labels=labels, charts=charts, metrics=metrics)
+                    metric, _, filt = key.partition(",")
+                    values.setdefault(key, {}).setdefault(name, [None] * len(docs))[i] = float(value)
+                    stderrs.setdefault(key, {}).setdefault(name, [None] * len(docs))[i] = entry.get(
+                        f"{metric}_stderr,{filt}"
+                    )
+    charts = []
+    for metric, series in sorted(values.items()):
+        top = {n: v for n, v in series.items() if n not in inner}
+        charts.append(line_chart(f"{metric} across runs", labels, top))
+        for group, subs in members.items():
+            own = {n: series[n] for n in subs if n in series}
+            if group in top and 1 < len(own) <= MAX_MEMBER_SERIES:
+                charts.append(line_chart(f"{metric}: {group}'s members across runs", labels, own))
+    return _ENV.get_template("compare.html.j2").render(
+        labels=labels,
+        models=[d.get("model_name") or "" for d in docs],
+        charts=[Markup(c) for c in charts if c],
+        values=values,
+        stderrs=stderrs,
+    )

@@ -16,11 +16,21 @@ from ..tasks import Registry, Task
 from .aggregate import Results, split_key
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: reading it means setting it
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside the target, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; reports are for everyone
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
