@@ -1,0 +1,188 @@
+"""report.html, pytest-html's summary, the comparison page, atomic writes, and the report in a
+real headless browser (Debian's chromium; that test skips only where chromium is missing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from golden_project import run, use_variant, write_project
+from mirror import ROOT, shared_mirror
+
+from pytest_lmeval.report import results as results_module
+from pytest_lmeval.report.results import atomic_write
+
+A = [(True, False)] * 14 + [(False, True)] * 2 + [(True, True)] * 16 + [(False, False)] * 8
+B = [(True, False)] * 3 + [(False, True)] * 1 + [(True, True)] * 10 + [(False, False)] * 6
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    write_project(pytester.path, A, B)
+    assert run(pytester, "--output-path", "ckpt1/run", "--log-samples").ret == 0
+    use_variant(pytester.path, "b")
+    return pytester
+
+
+def assert_self_contained(page: str) -> None:
+    """Nothing the page would fetch: no script, no external link, stylesheet, image or font."""
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+    assert re.findall(r'\b(?:src|href)\s*=\s*"(?!#)', page) == []
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) <= {"http://www.w3.org/2000/svg"}
+
+
+def test_report_html_shows_results_gates_differences_and_flipped_documents(project: pytest.Pytester) -> None:
+    res = run(project, "--output-path", "ckpt2/run", "--baseline", "ckpt1/run", "--threshold", "golden:acc>=0.4")
+    assert res.ret == 1
+    page = (project.path / "ckpt2" / "run" / "report.html").read_text()
+    assert_self_contained(page)
+    assert "1 of 3 gates failed" in page
+    assert "<td>dummy:m</td>" in page or "dummy:m" in page
+    # results with stderr, the group's bar chart
+    assert re.search(r"<td>golden</td>.*?<td>acc</td>.*?0\.4833.*?± 0\.0", page, re.S)
+    assert 'aria-label="golden: acc,none per subtask"' in page
+    # gates with their figures
+    assert "gate[golden:acc&gt;=0.4]" in page and "baseline[golden:acc]" in page
+    assert "golden:acc 0.7167 -&gt; 0.4833: -23.33 points (95% CI" in page
+    # differences with intervals: a forest plot per metric, its failed gate in red
+    chart = re.search(r'<svg[^>]*aria-label="acc,none: difference to the baseline, 95% interval".*?</svg>', page, re.S)
+    assert chart and chart.group(0).count('<line class="ci fail"') == 1 and chart.group(0).count("<circle") == 3
+    # flipped documents: both answers, the target and the prompt
+    row = re.search(r'<tr id="golden_a-0">.*?</tr>', page, re.S).group(0)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert cells[:5] == ["golden_a-0", "right before, wrong now", "y", "n", "x0x"]
+    assert "Q: question 0\nA:" in cells[5]
+    assert 'id="golden_b-3"' in page  # gained, in the group's list
+    assert '-k "[golden_a-0] or [golden_a-1]' in page
+
+
+def test_pytest_html_report_carries_the_summary(project: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_html")
+    res = run(project, "--output-path", "out", "--threshold", "golden:acc>=0.9", "--html", "ph.html")
+    assert res.ret == 1
+    page = (project.path / "ph.html").read_text()
+    fragment = re.search(r'<div class="lmeval">.*?</div>', page, re.S).group(0)
+    assert "Gates: 0 of 1 passed" in fragment and "gate[golden:acc&gt;=0.9]" in fragment
+    assert "<td>golden_a</td>" in fragment.replace(" - golden_a", "golden_a")
+    assert ".lmeval table" in fragment  # styles scoped to the fragment, pytest-html's page left alone
+
+
+def test_compare_charts_each_metric_across_runs(project: pytest.Pytester) -> None:
+    assert run(project, "--output-path", "ckpt2/run").ret == 0
+    out = project.run(sys.executable, "-m", "pytest_lmeval.report", "compare", "ckpt1/run", "ckpt2/run", "-o", "c.html")
+    assert out.ret == 0
+    page = (project.path / "c.html").read_text()
+    assert_self_contained(page)
+    labels = re.findall(r'aria-label="([^"]+)"', page)
+    assert labels == [
+        "acc,none across runs",
+        "acc,none: golden&#x27;s members across runs",
+        "acc_norm,none across runs",
+        "acc_norm,none: golden&#x27;s members across runs",
+    ]
+    # two runs in folders of the same name are told apart by their parents
+    assert "ckpt1/run" in page and "ckpt2/run" in page
+    row = re.search(r"<tr><td>acc,none</td><td>golden</td>.*?</tr>", page).group(0)
+    assert re.findall(r"(\d\.\d{4}) ±", row) == ["0.7167", "0.4833"]
+    missing = project.run(sys.executable, "-m", "pytest_lmeval.report", "compare", "ckpt1/run", "nowhere")
+    assert missing.ret == 2
+    assert "no results.json in: nowhere" in missing.stderr.str()
+
+
+def test_atomic_write_never_leaves_a_half_written_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "results.json"
+    atomic_write(target, '{"old": true}\n')
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it, not owner-only
+
+    def crash(src: str, dst: Path) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(results_module.os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic_write(target, '{"new": true}\n')
+    assert target.read_text() == '{"old": true}\n'
+    assert os.listdir(tmp_path) == ["results.json"]  # the temporary file is gone too
+
+
+# -- in a real browser ----------------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium")
+# Headless flags that work offline (no sandbox as root; no background connections to refuse).
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _mmlu_mirror(folder: Path) -> Path:
+    """The shared mirror where there is one; else two made-up rows per MMLU subject (test and
+    dev splits, in cais/mmlu's columns), enough for the report's structure."""
+    shared = shared_mirror()
+    if shared is not None and (shared / "cais" / "mmlu").is_dir():
+        return shared
+    for yaml in sorted((ROOT / "evals" / "mmlu").glob("mmlu_*.yaml")):
+        subject = re.search(r'"dataset_name": "([^"]+)"', yaml.read_text()).group(1)
+        for split in ("test", "dev"):
+            path = folder / "cais" / "mmlu" / subject / f"{split}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            choices = ["1", "2", "3", "4"]
+            rows = [
+                {"question": f"{subject} {split} {i}?", "subject": subject, "choices": choices, "answer": i}
+                for i in range(5)
+            ]
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_mmlu_report_renders_in_chromium_with_the_57_subjects_chart(tmp_path: Path) -> None:
+    out = ROOT / "reports" / "ci-artifacts" / "mmlu-report"  # kept: CI keeps it as an artifact
+    shutil.rmtree(out, ignore_errors=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "evals", "-q", "-p", "no:cacheprovider", "--no-cache",
+         "--tasks", "mmlu", "--limit", "2", "--model", "dummy:m", "--data-dir", str(_mmlu_mirror(tmp_path / "data")),
+         "--output-path", str(out), "--threshold", "mmlu:acc>=0.2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    page = out / "report.html"
+    assert_self_contained(page.read_text())
+    flags = [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    chart = re.search(r'<svg[^>]*aria-label="mmlu \(all 57 tasks\): acc,none per subtask".*?</svg>', dom.stdout, re.S)
+    assert chart, "the 57 subjects' chart is not in the rendered page"
+    assert chart.group(0).count('class="bar"') == 57
+    assert "abstract_algebra" in chart.group(0) and "world_religions" in chart.group(0)
+    for group in ("mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other"):
+        assert f'aria-label="{group}: acc,none per subtask"' in dom.stdout
+    assert "all 1 gates passed" in dom.stdout
+
+    shot = out / "report.png"
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1280,4000", "--hide-scrollbars", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert _png_size(shot) == (1280, 4000)
+    assert shot.stat().st_size > 50_000  # a page of tables and charts, not a blank one
