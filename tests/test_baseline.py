@@ -5,6 +5,7 @@ equal an independent computation; a gate fails only when the drop is both larger
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import xml.etree.ElementTree as ET
@@ -246,3 +247,59 @@ def test_perplexity_is_compared_by_paired_bootstrap_in_its_own_units(pytester: p
     has_lines(res, f"rose {after - before:.2f} (more than 0.5 allowed) and p=")
     # a looser max-drop, in the metric's units, lets it pass
     assert go("b", "--output-path", "now2", "--baseline", "base", "--max-drop", str(after - before + 0.1)).ret == 0
+
+
+LETTERS_YAML = """\
+task: letters
+dataset_path: local/golden
+dataset_name: a
+output_type: multiple_choice
+test_split: test
+doc_to_text: "{{q}}\\nA. {{a[0]}}\\nB. {{a[1]}}\\nC. {{a[2]}}\\nD. {{a[3]}}\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: label
+"""
+
+
+def test_two_checkpoints_flip_exactly_what_their_samples_say(pytester: pytest.Pytester, tiny_model) -> None:
+    """Two checkpoints of a real (tiny, random) HF model: the flipped documents and McNemar's
+    p come, independently, from the two runs' samples files (lm-eval's schema)."""
+    from tiny_model import build_tiny_model
+
+    other = build_tiny_model(pytester.path / "ckpt2", seed=1)
+    write_project(pytester.path, A, B)
+    (pytester.path / "evals" / "golden" / "letters.yaml").write_text(LETTERS_YAML)
+
+    def go(model, *args: str) -> pytest.RunResult:
+        return pytester.runpytest(
+            "evals",
+            "-p",
+            "no:cacheprovider",
+            "--no-cache",
+            "--model",
+            f"hf:{model}",
+            "--device",
+            "cpu",
+            "--data-dir",
+            "data",
+            "--tasks",
+            "letters",
+            "--log-samples",
+            *args,
+        )
+
+    assert go(tiny_model, "--output-path", "one").ret == 0
+    assert go(other, "--output-path", "two", "--baseline", "one", "--max-drop", "100").ret == 0
+
+    def acc(run: str) -> dict[int, float]:
+        lines = (pytester.path / run / "samples" / "letters.jsonl").read_text().splitlines()
+        return {s["doc_id"]: s["acc"] for s in map(json.loads, lines)}
+
+    one, two = acc("one"), acc("two")
+    lost = [f"letters-{i}" for i in sorted(one) if one[i] == 1 and two[i] == 0]
+    gained = [f"letters-{i}" for i in sorted(one) if one[i] == 0 and two[i] == 1]
+    assert lost and gained, "the checkpoints agree on every document: the check would be empty"
+    gate = _gate(pytester.path / "two" / "results.json", "baseline[letters:acc]")
+    assert gate["flipped_to_wrong"] == lost and gate["flipped_to_right"] == gained
+    assert gate["p_value"] == pytest.approx(mcnemar_exact(len(lost), len(gained)), rel=1e-9)
+    assert gate["diff"] == pytest.approx((sum(two.values()) - sum(one.values())) / len(one) * 100)
