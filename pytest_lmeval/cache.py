@@ -9,15 +9,19 @@ what is missing.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .models.base import ModelSpec
 from .requests import Request, Response
+
+_BUSY_TIMEOUT_S = 60
 
 # Model args that change where or how fast a model runs, not what it answers.
 _NOT_IN_FINGERPRINT = {
@@ -90,7 +94,20 @@ class ResponseCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fp = model_fingerprint
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        # Switching a new file to WAL takes an exclusive lock and SQLite answers "database is
+        # locked" at once, without waiting, when several xdist workers open it together.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        for attempt in itertools.count(1):
+            try:
+                self._set_up()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.02 * attempt, 0.5))
+
+    def _set_up(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(

@@ -88,3 +88,24 @@ def test_killed_run_resumes_with_only_missing_requests(tmp_path: Path) -> None:
     fresh = subprocess.run([*_cmd(project, "fresh", 0.0), "--no-cache"], cwd=project, capture_output=True, text=True)
     assert fresh.returncode == 0
     assert _results(project / "resumed" / "results.json") == _results(project / "fresh" / "results.json")
+
+
+def _open_cache(folder: str) -> int:
+    from pytest_lmeval.cache import ResponseCache
+
+    ResponseCache(Path(folder) / "responses.sqlite", "fp").close()
+    return os.getpid()
+
+
+def test_many_processes_open_a_new_cache_at_once(tmp_path: Path) -> None:
+    """xdist workers start together: the first to switch a new file to WAL holds an exclusive
+    lock, and SQLite answers the others "database is locked" without waiting. Every worker must
+    open the cache all the same (this failed about one time in four before)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        for n in range(24):
+            folder = tmp_path / str(n)
+            pool.map(_open_cache, [str(folder)] * 12)
+            mode = sqlite3.connect(folder / "responses.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
+            assert mode == "wal"
