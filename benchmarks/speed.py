@@ -1,7 +1,8 @@
 """Wall time, throughput and peak memory of lm-eval and of pytest-lmeval, side by side.
 
 Each job runs both tools as fresh processes on the same model, data and limit; the table
-shows wall time (model loading included, as a user waits for it), requests per second,
+shows wall time (model loading included, as a user waits for it), tokens per second (the
+tokens of the job's requests, the same for both tools, over each tool's wall time),
 peak resident memory (GNU time's max RSS), the time ratio ours/lm-eval, and the scores of
 both so equal scores can be seen next to the speed. Ours runs with --no-cache so the model
 really computes everything.
@@ -31,6 +32,11 @@ JOBS = [
     ("lambada_openai", "lambada_openai", 0, 200),
 ]
 
+COLUMNS = [
+    "job", "docs", "tokens", "lm-eval s", "ours s", "ratio", "lm-eval tok/s", "ours tok/s", "lm-eval MiB",
+    "ours MiB", "scores",
+]  # fmt: skip
+
 _REFERENCE = """
 import json, sys
 sys.path.insert(0, {here!r})
@@ -43,9 +49,10 @@ json.dump({{"results": out["results"], "n": sum(len(v) for v in out["samples"].v
 
 
 def _start(cmd: list[str], timing: Path, env: dict[str, str]) -> subprocess.Popen:
+    log = timing.with_suffix(".log").open("wb")
     return subprocess.Popen(
         ["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *cmd],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
 
 
@@ -64,9 +71,10 @@ def _timed(cmds: list[list[str]], concurrent: bool) -> list[tuple[float, float]]
             for c, t in zip(cmds, timings, strict=True):
                 procs.append(_start(c, t, env))
                 procs[-1].wait()
-        for proc in procs:
+        for proc, t in zip(procs, timings, strict=True):
             if proc.wait() != 0:
-                raise RuntimeError(f"{proc.args} failed")
+                tail = t.with_suffix(".log").read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"{' '.join(proc.args[5:])} exited with {proc.returncode}; its output ends:\n{tail}")
         out = []
         for t in timings:
             wall, kib = t.read_text().split()[-2:]
@@ -98,16 +106,20 @@ def run_job(job, model_dir: str, data: Path, batch: str, concurrent: bool) -> di
         (ref_wall, ref_mem), (ours_wall, ours_mem) = _timed([[sys.executable, "-c", code], ours_cmd], concurrent)
         ref = json.loads(ref_json.read_text())
         ours = json.loads((out / "results.json").read_text())
-    n_requests = ours["engine"]["requests"]
+    # The same requests for both tools: their tokens (context + continuation, as our backend
+    # encodes them) over each tool's wall time.
+    tokens = ours["engine"]["tokens"]
     return {
         "job": name,
         "docs": ref["n"],
-        "requests": n_requests,
+        "requests": ours["engine"]["requests"],
+        "tokens": tokens,
+        "forward_tokens": ours["engine"]["forward_tokens"],
         "lmeval_s": ref_wall,
         "ours_s": ours_wall,
         "ratio": ours_wall / ref_wall,
-        "lmeval_req_s": n_requests / ref_wall,
-        "ours_req_s": n_requests / ours_wall,
+        "lmeval_tok_s": tokens / ref_wall,
+        "ours_tok_s": tokens / ours_wall,
         "lmeval_mib": ref_mem,
         "ours_mib": ours_mem,
         "lmeval_scores": _scores(ref["results"], tasks),
@@ -130,21 +142,21 @@ def main() -> int:
     args = parser.parse_args()
     wanted = set(args.jobs.split(",")) if args.jobs else None
     rows = []
-    print(
-        f"{'job':<22} {'docs':>5} {'reqs':>6} {'lm-eval s':>9} {'ours s':>7} {'ratio':>6} "
-        f"{'lm-eval req/s':>13} {'ours req/s':>10} {'lm-eval MiB':>11} {'ours MiB':>8}  scores lm-eval | ours"
-    )
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|---" * len(COLUMNS) + "|")
     for job in JOBS:
         if wanted and job[1] not in wanted:
             continue
         job = (*job[:3], max(1, round(job[3] * args.scale)))
         r = run_job(job, args.model_dir, args.data_dir.resolve(), args.lmeval_batch_size, args.concurrent)
         rows.append(r)
-        same = "same" if r["lmeval_scores"] == r["ours_scores"] else "DIFFER"
+        scores = r["ours_scores"] + " (same)" if r["lmeval_scores"] == r["ours_scores"] else (
+            f"DIFFER: lm-eval {r['lmeval_scores']} | ours {r['ours_scores']}"
+        )  # fmt: skip
         print(
-            f"{r['job']:<22} {r['docs']:>5} {r['requests']:>6} {r['lmeval_s']:>9.1f} {r['ours_s']:>7.1f} "
-            f"{r['ratio']:>6.2f} {r['lmeval_req_s']:>13.1f} {r['ours_req_s']:>10.1f} {r['lmeval_mib']:>11.0f} "
-            f"{r['ours_mib']:>8.0f}  {r['lmeval_scores']} | {r['ours_scores']} ({same})",
+            f"| {r['job']} | {r['docs']} | {r['tokens']} | {r['lmeval_s']:.1f} | {r['ours_s']:.1f} | {r['ratio']:.2f} "
+            f"| {r['lmeval_tok_s']:.0f} | {r['ours_tok_s']:.0f} | {r['lmeval_mib']:.0f} | {r['ours_mib']:.0f} "
+            f"| {scores} |",
             flush=True,
         )
     if args.json:

@@ -29,6 +29,7 @@ class EngineStats:
     computed: int = 0
     seconds: float = 0.0
     per_kind: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)  # the backend's token_counts(), if any
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -38,6 +39,7 @@ class EngineStats:
             "computed": self.computed,
             "model_seconds": round(self.seconds, 3),
             "computed_per_kind": self.per_kind,
+            **self.tokens,
         }
 
 
@@ -92,4 +94,7 @@ def run_requests(
             if cache is not None:
                 cache.store(pairs)
     stats.seconds = time.perf_counter() - started
+    counts = getattr(backend, "token_counts", None)
+    if counts is not None:
+        stats.tokens = counts()
     return answers, stats

@@ -7,6 +7,7 @@ one forward row; and a whole pytest run through the plugin scores with those sam
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,7 @@ def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytes
     result.stdout.fnmatch_lines([f"lmeval: loading hf:{tiny_model} ..."])
     tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
     model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    request_tokens: dict[tuple[str, str], int] = {}
     for task, rows in EXPECTED.items():
         samples = read_jsonl(pytester.path / "out" / "samples" / f"{task}.jsonl")
         for sample, (row, _, _) in zip(samples, rows, strict=True):
@@ -159,6 +161,7 @@ def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytes
             for choice in row["choices"]:
                 ctx_ids = tok(prompt)["input_ids"]
                 whole = tok(prompt + " " + choice)["input_ids"]
+                request_tokens[prompt, choice] = len(whole)
                 with torch.no_grad():
                     logits = model(torch.tensor([whole[:-1]])).logits[0]
                 logprobs = torch.log_softmax(logits[len(ctx_ids) - 1 :].double(), dim=-1)
@@ -167,3 +170,12 @@ def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytes
             assert got == pytest.approx(lls, abs=1e-5)
             best = max(range(len(lls)), key=lambda i: lls[i])
             assert sample["acc"] == float(best == row["label"])
+    # the run's token figures: every unique request's tokens, and what the model really ran
+    engine = json.loads((pytester.path / "out" / "results.json").read_text())["engine"]
+    assert engine["tokens"] == sum(request_tokens.values())
+    assert engine["forward_tokens"] > 0
+    result.stdout.re_match_lines([rf"lmeval: .* computed in .*s \({engine['tokens']} tokens, \d+ tokens/s.*\)$"])
+    assert (
+        f"{engine['tokens'] / engine['model_seconds']:.1f} tokens per second"
+        in (pytester.path / "out" / "report.html").read_text()
+    )

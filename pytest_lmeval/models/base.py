@@ -60,6 +60,7 @@ class Backend(Protocol):
 
     # Optional: loglikelihood_rolling(requests, progress) -> list[float] and
     # generate_until(requests, progress) -> list[str]; the engine names a missing one.
+    # Optional: token_counts() -> {"tokens": ..., "forward_tokens": ...} for the run's figures.
 
     def info(self) -> dict[str, Any]:
         """Facts about the loaded model for results.json (dtype, device, max length...)."""

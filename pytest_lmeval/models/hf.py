@@ -137,6 +137,11 @@ class HFBackend:
             "tokenizer_bos_token": [self.tokenizer.bos_token, self.tokenizer.bos_token_id],
         }
 
+    def token_counts(self) -> dict[str, int]:
+        """Tokens of the requests answered, and tokens the model actually ran (fewer when a
+        shared prefix is computed once); generated tokens count in both."""
+        return {"tokens": self.scorer.tokens, "forward_tokens": self.scorer.forward_tokens}
+
     # -- tokenization -------------------------------------------------------------------------
     def tok_encode(self, text: str) -> list[int]:
         kwargs: dict[str, Any] = {}

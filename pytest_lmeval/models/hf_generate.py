@@ -114,5 +114,9 @@ def _generate_batch(
         use_cache=True,
         **kwargs,
     )
-    texts = tok.batch_decode(generated[:, ids.shape[1] :].tolist(), skip_special_tokens=True)
+    new_tokens = generated[:, ids.shape[1] :]
+    real = int(mask.sum()) + int((new_tokens != tok.pad_token_id).sum())
+    backend.scorer.tokens += real
+    backend.scorer.forward_tokens += ids.numel() + new_tokens.numel()
+    texts = tok.batch_decode(new_tokens.tolist(), skip_special_tokens=True)
     return [cut_at_stops(t, until) for t in texts]

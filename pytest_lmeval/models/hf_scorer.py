@@ -15,6 +15,7 @@ On top of that, two speed-ups that keep scores within float rounding of the plai
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -94,7 +95,10 @@ class Scorer:
         self.prefix_reuse = prefix_reuse
         self.device = next(model.parameters()).device
         self._keep_supported = True
-        self.forward_tokens = 0  # tokens actually run through the model, for benchmarks
+        # transformers 5.2x renamed forward's `past_key_values` to `cache` (the old name warns)
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.tokens = 0  # tokens of the requests scored (each model input with its last token)
+        self.forward_tokens = 0  # tokens actually run through the model (fewer with reuse)
 
     # -- public -------------------------------------------------------------------------------
     def score(self, pairs: list[Pair], on_done: OnDone) -> list[tuple[float, bool]]:
@@ -102,6 +106,7 @@ class Scorer:
         for i, pair in enumerate(pairs):
             whole = (pair.context + pair.continuation)[-(self.max_length + 1) :]
             rows.setdefault(whole[:-1], []).append(i)
+            self.tokens += len(whole)
         first_scored = {
             row: len(row) - max(len(pairs[i].continuation) for i in members) for row, members in rows.items()
         }
@@ -139,9 +144,9 @@ class Scorer:
         past = DynamicCache(ddp_cache_data=parent) if parent else DynamicCache()
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
         keep = {"logits_to_keep": 1} if self._keep_supported else {}
-        out = self.model(ids, past_key_values=past, use_cache=True, **keep)
+        out = self.model(ids, use_cache=True, **{self._cache_arg: past}, **keep)
         self.forward_tokens += len(tokens)
-        cache = out.past_key_values
+        cache = getattr(out, "cache", None) or out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _run_node(self, node: Node, parent, rows, pairs, results, on_done) -> None:
@@ -187,7 +192,7 @@ class Scorer:
         kwargs: dict = {}
         if cache is not None:
             b = len(batch)
-            kwargs["past_key_values"] = DynamicCache(
+            kwargs[self._cache_arg] = DynamicCache(
                 ddp_cache_data=[(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in cache]
             )
             kwargs["use_cache"] = True

@@ -171,7 +171,7 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
         reporter.write_line(
             f"lmeval: {stats.get('requests', 0)} requests ({stats.get('unique_requests', 0)} unique): "
             f"{stats.get('from_cache', 0)} from cache, {stats.get('computed', 0)} computed "
-            f"in {stats.get('model_seconds', 0):.1f}s"
+            f"in {stats.get('model_seconds', 0):.1f}s{_token_rate(stats)}"
         )
     if state.gates:
         reporter.write_sep("=", "lmeval gates")
@@ -182,3 +182,13 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
                 reporter.write_line(f"    {shown}")
     for path in state.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
+
+
+def _token_rate(stats: dict) -> str:
+    """', N tokens/s (M run through the model)' when the backend counts tokens."""
+    tokens, seconds = stats.get("tokens"), stats.get("model_seconds")
+    if not tokens or not seconds:
+        return ""
+    ran = stats.get("forward_tokens")
+    shared = f", {ran} run through the model" if ran is not None and ran != tokens else ""
+    return f" ({tokens} tokens, {tokens / seconds:.0f} tokens/s{shared})"
