@@ -179,3 +179,28 @@ def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytes
         f"{engine['tokens'] / engine['model_seconds']:.1f} tokens per second"
         in (pytester.path / "out" / "report.html").read_text()
     )
+
+
+def test_batched_generation_stops_each_row_at_its_own_stop_sequence(tiny_model: Path) -> None:
+    """Rows of one batch that stop on different sequences: the batch ends when the slowest row
+    stops, not at max_gen_toks, and every text equals its batch-1 generation."""
+    until = ["ow D", "EE", " What"]  # what the tiny random model writes, at different points
+    prompts = [QUESTIONS[0][-48:], "Question: Science", "water", "Paris and", "the sun", "A B C"]
+    single = _backend(tiny_model, 1)
+    free = [Request.generate_until(p, {"until": [], "max_gen_toks": 48}) for p in prompts]
+    uncut = single.generate_until(free, lambda n: None)
+    first_stop = {min(until, key=lambda u: (u not in t, t.find(u))) for t in uncut}
+    assert len(first_stop) > 1  # the rows do stop on different sequences
+
+    reqs = [Request.generate_until(p, {"until": until, "max_gen_toks": 48}) for p in prompts]
+    steps, texts = [], []
+    calls = _count_rows(single.model)
+    for req in reqs:
+        before = len(calls)
+        texts += single.generate_until([req], lambda n: None)
+        steps.append(len(calls) - before)
+    assert min(steps) < max(steps) < 48, steps
+    batched = _backend(tiny_model, len(reqs))
+    calls = _count_rows(batched.model)
+    assert batched.generate_until(reqs, lambda n: None) == texts
+    assert calls == [len(reqs)] * max(steps)  # one batch, as many steps as its slowest row

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 
 class _StopSequence(transformers.StoppingCriteria):
-    """lm-eval's MultiTokenEOSCriteria: done when every row's recent text holds the sequence."""
+    """lm-eval's MultiTokenEOSCriteria, answered per row: a row is done once its recent text
+    holds the sequence, and transformers pads it from then on. (lm-eval answers one flag for
+    the batch, true only when every row holds this same sequence, so a batch whose rows stop
+    on different sequences runs to max_gen_toks; texts are cut at the stops either way.)"""
 
     def __init__(self, sequence: str, tokenizer: Any, prompt_len: int, batch: int) -> None:
         self.sequence = sequence
@@ -33,13 +36,13 @@ class _StopSequence(transformers.StoppingCriteria):
         self.lookback = len(tokenizer.encode(sequence, add_special_tokens=False)) + 2
         self.done = [False] * batch
 
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> bool:
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         recent = input_ids[:, self.prompt_len :][:, -self.lookback :]
         texts = self.tokenizer.batch_decode(recent)
         for i, done in enumerate(self.done):
             if not done:
                 self.done[i] = self.sequence in texts[i]
-        return all(self.done)
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
 def generate_kwargs(args: GenArgs) -> dict[str, Any]:
