@@ -28,7 +28,7 @@ JOBS = [
     ("arc_easy 0-shot", "arc_easy", 0, 100),
     ("arc_challenge 25-shot", "arc_challenge", 25, 12),
     ("hellaswag 0-shot", "hellaswag", 0, 100),
-    ("mmlu 5-shot", "mmlu", 5, 2),
+    ("mmlu 5-shot", "mmlu", 5, 5),  # 5 questions a subject share its few-shot prefix
     ("lambada_openai", "lambada_openai", 0, 200),
 ]
 

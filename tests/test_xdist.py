@@ -50,3 +50,26 @@ def test_two_workers_give_the_same_results_each_computing_its_shard(pytester: py
     assert one["engine"]["computed"] == engine["computed"] == 21
     assert sorted(w["computed"] for w in engine["workers"]) == [9, 12]  # each its shard, nothing twice
     assert sorted(w["requests"] for w in engine["workers"]) == [9, 12]
+
+
+def test_two_workers_on_a_real_model_match_one_process(pytester: pytest.Pytester, tiny_model) -> None:
+    """The same with transformers (the tiny random Llama): each worker loads the model and
+    scores only its shard; every document's log-likelihoods equal the single process's (their
+    batches differ, so within float rounding) and the metrics are identical."""
+    write_quiz(pytester.path)
+    args = ("evals", "--data-dir", "data", "--model", f"hf:{tiny_model}", "--device", "cpu", "--log-samples")
+    single = run(pytester, *args, "--output-path", "one")
+    double = run(pytester, *args, "--output-path", "two", "-n", "2")
+    assert single.ret == double.ret == 0
+    one = read_json(pytester.path / "one" / "results.json")
+    two = read_json(pytester.path / "two" / "results.json")
+    assert two["results"] == one["results"]
+    for task in ("quiz_a", "quiz_b"):
+        a = read_jsonl(pytester.path / "one" / "samples" / f"{task}.jsonl")
+        b = read_jsonl(pytester.path / "two" / "samples" / f"{task}.jsonl")
+        for x, y in zip(a, b, strict=True):
+            assert [float(r[0]) for r in y["filtered_resps"]] == pytest.approx(
+                [float(r[0]) for r in x["filtered_resps"]], abs=1e-5
+            )
+    assert sorted(w["computed"] for w in two["engine"]["workers"]) == [9, 12]  # nothing twice
+    assert two["engine"]["computed"] == one["engine"]["computed"] == 21
