@@ -7,7 +7,8 @@ peak resident memory (GNU time's max RSS), the time ratio ours/lm-eval, and the 
 both so equal scores can be seen next to the speed. Ours runs with --no-cache so the model
 really computes everything.
 
-    python benchmarks/speed.py --model-dir /path/to/smollm2-hf --data-dir ../shared/data
+    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/smollm2 SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
+    python benchmarks/speed.py --model-dir /tmp/smollm2-hf --data-dir ../shared/data --concurrent
 """
 
 from __future__ import annotations
