@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from aiohttp import web
 
+from pytest_lmeval.models.hf_scorer import cache_argument, returned_cache
+
 
 class ModelService:
     """The model and tokenizer, and the two computations the endpoints need."""
@@ -74,7 +76,7 @@ class ModelService:
         generated: list[int] = []
         gen_lps: list[float] = []
         gen_tops: list[dict] = []
-        past = out.past_key_values
+        past = returned_cache(out)
         eos = self.tokenizer.eos_token_id
         for _ in range(max_tokens):
             t = int(next_lp.argmax())
@@ -85,8 +87,8 @@ class ModelService:
                 return generated, gen_lps, gen_tops, "stop"
             if any(s and s in self.tokenizer.decode(generated, skip_special_tokens=True) for s in stop):
                 return generated, gen_lps, gen_tops, "stop"
-            out = self.model(torch.tensor([[t]]), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = self.model(torch.tensor([[t]]), use_cache=True, **{cache_argument(self.model): past})
+            past = returned_cache(out)
             next_lp = F.log_softmax(out.logits[0, -1].float(), dim=-1)
         return generated, gen_lps, gen_tops, "length"
 

@@ -49,6 +49,18 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> Itera
         predicted += n
 
 
+def cache_argument(model: torch.nn.Module) -> str:
+    """The name forward takes a KV cache by: transformers 5.2x renamed `past_key_values` to
+    `cache` (the old name warns, and goes in 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward returned, under either name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
@@ -95,8 +107,7 @@ class Scorer:
         self.prefix_reuse = prefix_reuse
         self.device = next(model.parameters()).device
         self._keep_supported = True
-        # transformers 5.2x renamed forward's `past_key_values` to `cache` (the old name warns)
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache_arg = cache_argument(model)
         self.tokens = 0  # tokens of the requests scored (each model input with its last token)
         self.forward_tokens = 0  # tokens actually run through the model (fewer with reuse)
 
@@ -146,7 +157,7 @@ class Scorer:
         keep = {"logits_to_keep": 1} if self._keep_supported else {}
         out = self.model(ids, use_cache=True, **{self._cache_arg: past}, **keep)
         self.forward_tokens += len(tokens)
-        cache = getattr(out, "cache", None) or out.past_key_values
+        cache = returned_cache(out)
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _run_node(self, node: Node, parent, rows, pairs, results, on_done) -> None:

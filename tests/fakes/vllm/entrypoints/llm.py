@@ -136,11 +136,13 @@ class LLM:
         import torch
         import torch.nn.functional as F
 
+        from pytest_lmeval.models.hf_scorer import cache_argument, returned_cache
+
         token_ids = getattr(sp, "logprob_token_ids", None)  # absent before vLLM had it
         want_lps = sp.logprobs is not None or bool(token_ids)
         generated: list[int] = []
         sample_lps: list[dict[int, Logprob]] | None = [] if want_lps else None
-        past = out.past_key_values
+        past = returned_cache(out)
         eos = self._tokenizer.eos_token_id
         for _ in range(sp.max_tokens):
             t = int(next_lp.argmax())
@@ -155,7 +157,7 @@ class LLM:
                 hit = next((s for s in sp.stop if s in text), None)
                 if hit is not None:
                     return generated, sample_lps, "stop", hit
-            out = self._model(torch.tensor([[t]]), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = self._model(torch.tensor([[t]]), use_cache=True, **{cache_argument(self._model): past})
+            past = returned_cache(out)
             next_lp = F.log_softmax(out.logits[0, -1].float(), dim=-1)
         return generated, sample_lps, "length", None
