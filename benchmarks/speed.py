@@ -50,11 +50,12 @@ json.dump({{"results": out["results"], "n": sum(len(v) for v in out["samples"].v
 
 
 def _start(cmd: list[str], timing: Path, env: dict[str, str]) -> subprocess.Popen:
-    log = timing.with_suffix(".log").open("wb")
-    return subprocess.Popen(
-        ["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *cmd],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    """The command under GNU time, its output kept beside the timing file."""
+    with timing.with_suffix(".log").open("wb") as log:  # the child holds its own copy
+        return subprocess.Popen(
+            ["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *cmd],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
 
 
 def _timed(cmds: list[list[str]], concurrent: bool) -> list[tuple[float, float]]:
@@ -72,10 +73,10 @@ def _timed(cmds: list[list[str]], concurrent: bool) -> list[tuple[float, float]]
             for c, t in zip(cmds, timings, strict=True):
                 procs.append(_start(c, t, env))
                 procs[-1].wait()
-        for proc, t in zip(procs, timings, strict=True):
+        for proc, cmd, t in zip(procs, cmds, timings, strict=True):
             if proc.wait() != 0:
                 tail = t.with_suffix(".log").read_text(errors="replace")[-4000:]
-                raise RuntimeError(f"{' '.join(proc.args[5:])} exited with {proc.returncode}; its output ends:\n{tail}")
+                raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}; its output ends:\n{tail}")
         out = []
         for t in timings:
             wall, kib = t.read_text().split()[-2:]

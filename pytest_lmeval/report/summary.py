@@ -185,7 +185,8 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
 
 
 def _token_rate(stats: dict) -> str:
-    """', N tokens/s (M run through the model)' when the backend counts tokens."""
+    """' (T tokens, R tokens/s, F run through the model)' when the backend counts tokens; the
+    last part only when prefix reuse ran fewer tokens than the requests hold."""
     tokens, seconds = stats.get("tokens"), stats.get("model_seconds")
     if not tokens or not seconds:
         return ""
