@@ -5,6 +5,15 @@ batch is left-padded with an attention mask; generation stops when every row has
 stop sequence (the EOS text is always one), and each text is cut at the first occurrence of each
 stop sequence in turn. Greedy unless the arguments ask for sampling; a `seed` in the arguments
 seeds torch before each batch, so a sampled run can be repeated.
+
+Greedy requests to a causal LM with a plain KV cache go to hf_decode.Decoder: continuous
+batching sized by KV-cache memory, with a task's shared few-shot prefix prefilled once. The
+rest (sampling, extra generation arguments, seq2seq, sliding-window or recurrent caches) goes
+to transformers' `generate` in batches whose KV cache fits the same memory budget.
+
+Encoder-decoder models (T5): the prompt goes to the encoder, and `generate` returns only the
+decoder's sequence (its start token first), so the text is everything after that start token,
+and max_gen_toks counts decoder tokens.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import transformers
 from ..requests import Request
 from .base import Progress
 from .generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
+from .hf_decode import MAX_ROWS, Decoder, kv_bytes_per_token, memory_budget
+from .prefix_plan import MIN_SAVED
 
 if TYPE_CHECKING:
     from .hf import HFBackend
@@ -70,10 +81,16 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
         max_ctx = backend.max_length - max_toks
         if max_ctx <= 0:
             raise ValueError(f"max_gen_toks {max_toks} leaves no room in max length {backend.max_length}")
+        if _decodes_itself(backend, args):
+            _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
+            continue
         start = 0
         widths = [min(lengths[requests[i].args[0]], max_ctx) + max_toks for i in members]
+        per_row = kv_bytes_per_token(backend.model)
+        rows_cap = _max_rows(backend)
+        budget = memory_budget(backend.device)
         while start < len(members):
-            n = backend.scorer.budget.take(widths, start)
+            n = min(rows_cap, len(members) - start, max(1, budget // (widths[start] * per_row)))
             batch = members[start : start + n]
             if args.seed is not None:
                 torch.manual_seed(args.seed)
@@ -85,6 +102,64 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
     return out  # type: ignore[return-value]
 
 
+def _max_rows(backend: HFBackend) -> int:
+    """Rows decoding together: the batch size when it is a number, else by device."""
+    if backend.batch_size != "auto":
+        return max(1, int(backend.batch_size))
+    return MAX_ROWS.get(backend.device.type, MAX_ROWS["cuda"])
+
+
+_PROCESSORS_OFF = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None}
+
+
+def _decodes_itself(backend: HFBackend, args: GenArgs) -> bool:
+    """Our own decoder serves greedy requests without extra `generate` arguments, on causal
+    LMs whose cache is plain, when the model's generation config adds no logits processor."""
+    if backend.backend != "causal" or args.temperature > 0.0 or args.extra:
+        return False
+    config = backend.model.generation_config
+    if any(getattr(config, k, v) not in (v, None) for k, v in _PROCESSORS_OFF.items()):
+        return False
+    if getattr(config, "bad_words_ids", None) or getattr(config, "suppress_tokens", None):
+        return False
+    return backend.scorer._cache_is_plain()
+
+
+def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress) -> None:
+    decoder = Decoder(
+        backend.model,
+        backend.tokenizer,
+        until=until,
+        max_toks=max_toks,
+        max_rows=_max_rows(backend),
+        budget_bytes=memory_budget(backend.device),
+        prefix_reuse=backend.scorer.prefix_reuse,
+        min_saved=MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"]),
+    )
+    prompts = [_encode_context(backend, requests[i].args[0])[-max_ctx:] for i in members]
+    generated = decoder.run(prompts, progress)
+    backend.scorer.tokens += decoder.tokens
+    backend.scorer.forward_tokens += decoder.forward_tokens
+    texts = backend.tokenizer.batch_decode(generated, skip_special_tokens=True)
+    for i, text in zip(members, texts, strict=True):
+        out[i] = cut_at_stops(text, until)
+
+
+def _special(backend: HFBackend, context: str) -> dict[str, Any]:
+    """How a context is encoded: no special tokens when it starts with the BOS text already."""
+    tok = backend.tokenizer
+    if tok.bos_token and context.startswith(tok.bos_token):
+        return {"add_special_tokens": False}
+    if backend.add_bos_token is not None:
+        return {"add_special_tokens": bool(backend.add_bos_token)}
+    return {}
+
+
+def _encode_context(backend: HFBackend, context: str) -> list[int]:
+    """A context's tokens, as the padded batch encoding gives them without its padding."""
+    return backend.tokenizer(context, **_special(backend, context))["input_ids"]
+
+
 def _generate_batch(
     backend: HFBackend,
     contexts: list[str],
@@ -94,11 +169,7 @@ def _generate_batch(
     kwargs: dict[str, Any],
 ) -> list[str]:
     tok = backend.tokenizer
-    special: dict[str, Any] = {}
-    if tok.bos_token and contexts[0].startswith(tok.bos_token):
-        special = {"add_special_tokens": False}
-    elif backend.add_bos_token is not None:
-        special = {"add_special_tokens": bool(backend.add_bos_token)}
+    special = _special(backend, contexts[0])
     old_side = tok.padding_side
     tok.padding_side = "left"
     try:
@@ -107,17 +178,21 @@ def _generate_batch(
         tok.padding_side = old_side
     ids = enc["input_ids"][:, -max_ctx:].to(backend.device)
     mask = enc["attention_mask"][:, -max_ctx:].to(backend.device)
-    stopping = transformers.StoppingCriteriaList([_StopSequence(s, tok, ids.shape[1], ids.shape[0]) for s in until])
+    # A decoder-only model continues the prompt; an encoder-decoder one starts a new sequence
+    # from its decoder start token, whatever the prompt's length.
+    seq2seq = backend.backend == "seq2seq"
+    start = 1 if seq2seq else ids.shape[1]
+    stopping = transformers.StoppingCriteriaList([_StopSequence(s, tok, start, ids.shape[0]) for s in until])
     generated = backend.model.generate(
         input_ids=ids,
         attention_mask=mask,
-        max_length=ids.shape[1] + max_toks,
+        max_new_tokens=max_toks,
         stopping_criteria=stopping,
         pad_token_id=tok.pad_token_id,
         use_cache=True,
         **kwargs,
     )
-    new_tokens = generated[:, ids.shape[1] :]
+    new_tokens = generated[:, start:]
     real = int(mask.sum()) + int((new_tokens != tok.pad_token_id).sum())
     backend.scorer.tokens += real
     backend.scorer.forward_tokens += ids.numel() + new_tokens.numel()
