@@ -8,20 +8,27 @@ what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .models.base import ModelSpec
+from .errors import LmevalError
+from .models.base import REDACTED, ModelSpec, is_secret
 from .requests import Request, Response
 
 _BUSY_TIMEOUT_S = 60
+
+# The version of the code that computes an answer (tokenization, scoring, generation, in every
+# backend). Part of every cache key: bump it with any change that can change an answer, and
+# regenerate tests/data/answer_code_version.json (tests/test_answer_code_version.py says how).
+ANSWER_CODE_VERSION = 1
 
 # Model args that change where or how fast a model runs, not what it answers.
 _NOT_IN_FINGERPRINT = {
@@ -42,8 +49,28 @@ _NOT_IN_FINGERPRINT = {
     "tensor_parallel_size",
     "data_parallel_size",
     "delay",
+    "cache_dir",
+    "local_files_only",
 }
 _HASH_LIMIT = 4 << 30  # local weights up to 4 GiB are hashed by content, larger by size+mtime
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".gguf", ".model", ".pt", ".pth")
+# What a tokenizer is made of, wherever it lives (transformers' file names).
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+_LIBRARIES = {"hf": ("torch", "transformers", "tokenizers"), "vllm": ("vllm", "transformers", "tokenizers")}
+_API_BACKENDS = ("local-completions", "openai-completions", "local-chat-completions", "openai-chat-completions")
 
 
 def default_cache_dir() -> Path:
@@ -51,37 +78,121 @@ def default_cache_dir() -> Path:
     return base / "pytest-lmeval"
 
 
+_hashed: dict[tuple, str] = {}  # (path, size, mtime) of every file -> digest: hashed once per process
+
+
 def _file_identity(paths: list[Path]) -> str:
+    stats = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    key = tuple(stats)
+    if key in _hashed:
+        return _hashed[key]
     digest = hashlib.sha256()
-    total = sum(p.stat().st_size for p in paths)
-    for path in sorted(paths):
+    total = sum(size for _, size, _ in stats)
+    for name, size, mtime in stats:
+        path = Path(name)
         digest.update(path.name.encode())
         if total <= _HASH_LIMIT:
             with path.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
         else:
-            stat = path.stat()
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
+            digest.update(f"{size}:{mtime}".encode())
+    _hashed[key] = digest.hexdigest()
+    return _hashed[key]
+
+
+def _weights(path: Path, args: dict[str, Any]) -> str | None:
+    if path.is_file():
+        files = [path]
+    else:
+        folder = path / str(args.get("subfolder") or "")
+        gguf = args.get("gguf_file")
+        files = [folder / str(gguf)] if gguf else [p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES]
+    files = [f for f in files if f.is_file()]
+    return _file_identity(files) if files else None
+
+
+def _tokenizer_files(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return None
+    files = [folder / n for n in _TOKENIZER_FILES if (folder / n).is_file()]
+    extra = folder / "additional_chat_templates"
+    files += sorted(extra.glob("*.jinja")) if extra.is_dir() else []
+    return _file_identity(files) if files else None
+
+
+def _source_parts(name: str, args: dict[str, Any], what: str, *, tokenizer: bool) -> dict[str, Any]:
+    """A model (or tokenizer, or adapter) named by a local path or a hub id: its hub commit, or
+    the hash of its local files."""
+    from .models.hub import model_source
+
+    source = model_source(name, args, what)
+    if isinstance(source, Path):
+        out: dict[str, Any] = {"weights_sha256": _weights(source, args)} if not tokenizer else {}
+        tok = _tokenizer_files(source if source.is_dir() else source.parent)
+        if tok:
+            out["tokenizer_sha256"] = tok
+        return out
+    return {"commit": source.commit, "resolved_offline": source.offline}
+
+
+def _libraries(names: tuple[str, ...]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in names:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def answer_args(spec: ModelSpec) -> dict[str, Any]:
+    """The model args that can change an answer (never secrets, never where or how fast)."""
+    return {k: v for k, v in sorted(spec.args.items()) if k not in _NOT_IN_FINGERPRINT and not is_secret(k, v)}
+
+
+def fingerprint_parts(spec: ModelSpec) -> dict[str, Any]:
+    """What the answers depend on: backend, name, the answer-changing args, the resolved hub
+    commit or the local weights' and tokenizer's hashes, library versions, and our own
+    ANSWER_CODE_VERSION. Raises LmevalError for a model that cannot be found."""
+    args = answer_args(spec)
+    parts: dict[str, Any] = {
+        "backend": spec.backend,
+        "name": spec.name,
+        "args": args,
+        "answer_code_version": ANSWER_CODE_VERSION,
+    }
+    what = f"--model {spec.label}"
+    if spec.backend in ("hf", "vllm"):
+        parts.update(_source_parts(spec.name, spec.args, what, tokenizer=False))
+        if args.get("tokenizer"):
+            what = f"--model-args tokenizer={args['tokenizer']!r}"
+            parts["tokenizer"] = _source_parts(str(args["tokenizer"]), {}, what, tokenizer=True)
+        if args.get("peft"):
+            parts["peft"] = _source_parts(str(args["peft"]), {}, f"--model-args peft={args['peft']!r}", tokenizer=False)
+        parts["libraries"] = _libraries(_LIBRARIES[spec.backend])
+    elif spec.backend in _API_BACKENDS:  # the server's own identity is added by the cache (see ResponseCache)
+        tokenizer = args.get("tokenizer") or args.get("pretrained")
+        kind = str(args.get("tokenizer_backend", "huggingface" if tokenizer or "chat" not in spec.backend else "none"))
+        if kind.lower() == "huggingface":  # tokenizes locally: its files and library change the prompts
+            with contextlib.suppress(LmevalError):  # a tokenizer that cannot be found fails the backend's load
+                parts["tokenizer"] = _source_parts(str(tokenizer or spec.name), {}, "tokenizer", tokenizer=True)
+            parts["libraries"] = _libraries(("transformers", "tokenizers"))
+        elif kind.lower() == "tiktoken":
+            parts["libraries"] = _libraries(("tiktoken",))
+    return parts
+
+
+def fingerprint_of(parts: dict[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def fingerprint(spec: ModelSpec) -> str:
-    """Backend, name, revision or weights' hash, and the model args that change answers."""
-    args = {k: v for k, v in sorted(spec.args.items()) if k not in _NOT_IN_FINGERPRINT}
-    parts: dict[str, Any] = {"backend": spec.backend, "name": spec.name, "args": args}
-    local = Path(os.path.expanduser(spec.name))
-    if local.exists():
-        gguf = args.get("gguf_file")
-        if local.is_file():
-            files = [local]
-        elif gguf:
-            files = [local / str(gguf)]
-        else:
-            files = [p for p in local.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".gguf", ".model")]
-        parts["weights"] = _file_identity([f for f in files if f.is_file()])
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    """The cache key's model half (see fingerprint_parts)."""
+    return fingerprint_of(fingerprint_parts(spec))
 
 
 def request_key(req: Request) -> str:
@@ -90,10 +201,30 @@ def request_key(req: Request) -> str:
 
 
 class ResponseCache:
-    def __init__(self, path: Path, model_fingerprint: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """`model_fingerprint` is the key answers are looked up under. `key_for`, where given, says
+    under which key each new answer is stored (None: not at all): the API backends' answers go
+    under the model identity their server stated. A cache that is not `enabled` looks up and
+    stores nothing; `note` says why, for the terminal."""
+
+    def __init__(
+        self,
+        path: Path,
+        model_fingerprint: str,
+        *,
+        key_for: Callable[[Request], str | None] | None = None,
+        parts: dict[str, Any] | None = None,
+        note: str | None = None,
+        enabled: bool = True,
+    ) -> None:
         self.path = path
         self.fp = model_fingerprint
+        self.key_for = key_for
+        self.parts = parts or {}
+        self.note = note
+        self.enabled = enabled
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         # Switching a new file to WAL takes an exclusive lock and SQLite answers "database is
         # locked" at once, without waiting, when several xdist workers open it together.
@@ -119,6 +250,8 @@ class ResponseCache:
     def lookup(self, requests: Iterable[Request]) -> dict[Request, Response]:
         keyed = {request_key(r): r for r in requests}
         found: dict[Request, Response] = {}
+        if not self.enabled:
+            return found
         keys = list(keyed)
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
@@ -132,14 +265,95 @@ class ResponseCache:
         return found
 
     def store(self, answers: Iterable[tuple[Request, Response]]) -> None:
-        rows = [(self.fp, request_key(r), r.kind, json.dumps(a)) for r, a in answers]
+        if not self.enabled:
+            return
+        keyed = ((self.key_for(r) if self.key_for else self.fp, r, a) for r, a in answers)
+        rows = [(fp, request_key(r), r.kind, json.dumps(a)) for fp, r, a in keyed if fp is not None]
         if rows:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", rows)
 
     def close(self) -> None:
-        self.db.close()
+        if self.enabled:
+            self.db.close()
+
+
+_probes: dict[str, Any] = {}  # per process: what the servers stated, for results.json
+
+
+def _probe_key(spec: ModelSpec) -> str:
+    return json.dumps([spec.label, spec.args], sort_keys=True, default=str)
+
+
+def _identity_text(identity: Any) -> str:
+    model, system = identity
+    return " ".join(x for x in (model, f"(system_fingerprint {system})" if system else None) if x)
+
+
+def open_response_cache(path: Path, spec: ModelSpec, *, explicit: bool, batch_size: int | str) -> ResponseCache:
+    """The run's cache for `spec`. For an API backend the servers are asked first which model
+    they serve (one token); answers are looked up under that identity and each new answer stored
+    under the identity its response states. A server that states none gets its answers cached
+    only when `explicit` (the user named a cache folder)."""
+    parts = fingerprint_parts(spec)
+    if spec.backend not in _API_BACKENDS:
+        return ResponseCache(path, fingerprint_of(parts), parts=parts)
+    from .models.api.common import take_stated
+    from .models.base import backend_class
+
+    probe = backend_class(spec.backend).probe(spec, batch_size)
+    _probes[_probe_key(spec)] = probe
+    urls = ", ".join(probe.identities) or "?"
+    if probe.error is not None:
+        return ResponseCache(path, "", enabled=False, note=f"lmeval: cache: answers not cached: {probe.error}")
+    stated = set(probe.identities.values())
+    if len(stated) > 1:
+        said = "; ".join(f"{url}: {_identity_text(i) if i else 'nothing'}" for url, i in probe.identities.items())
+        note = f"lmeval: cache: answers not cached: the servers state different models ({said})"
+        return ResponseCache(path, "", enabled=False, note=note)
+    identity = stated.pop()
+
+    def key(ident: Any) -> str:
+        return fingerprint_of({**parts, "server_identity": ident})
+
+    if identity is None and not explicit:
+        note = (
+            f"lmeval: cache: answers not cached: the server at {urls} states no model identity "
+            "(pass --cache-dir to cache them anyway)"
+        )
+        return ResponseCache(path, "", enabled=False, note=note)
+    if identity is None:
+        note = f"lmeval: cache: the server at {urls} states no model identity; cached anyway, as --cache-dir asks"
+    else:
+        note = f"lmeval: cache: answers cached under the model the server states: {_identity_text(identity)}"
+
+    def key_for(request: Request) -> str | None:
+        ident = take_stated(request)
+        if ident == "unknown":  # answered without the server (an empty document)
+            return key(identity)
+        if ident is None and not explicit:
+            return None
+        return key(ident)
+
+    return ResponseCache(path, key(identity), key_for=key_for, parts={**parts, "server_identity": identity}, note=note)
+
+
+def fingerprint_record(backend: str | None, name: str | None, args: dict[str, Any]) -> dict[str, Any] | None:
+    """The fingerprint's parts for results.json: which weights, tokenizer and code produced the
+    numbers (args as reports show them, secrets already redacted)."""
+    if backend is None or name is None:
+        return None
+    spec = ModelSpec(backend, name, {k: v for k, v in args.items() if v != REDACTED})
+    try:
+        parts = fingerprint_parts(spec)
+    except Exception as exc:  # noqa: BLE001 - the record must not lose the run's results
+        return {"backend": backend, "name": name, "error": str(exc)}
+    if backend in _API_BACKENDS:  # as the cache keyed it: the one identity all servers stated
+        probe = _probes.get(_probe_key(spec))
+        stated = set(probe.identities.values()) if probe is not None and probe.error is None else set()
+        parts["server_identity"] = stated.pop() if len(stated) == 1 else None
+    return {**parts, "key": fingerprint_of(parts)}
 
 
 def _decode(req: Request, value: Any) -> Response:

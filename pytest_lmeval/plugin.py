@@ -14,7 +14,7 @@ import pytest
 from . import distribute
 from .engine import run_requests
 from .errors import LmevalError
-from .models.base import Backend, RequestFailed, load_backend, redact_args_text
+from .models.base import Backend, RequestFailed, check_model, load_backend, redact_args_text
 from .options import addoptions
 from .orphans import OrphanItems
 from .progress import progress_bar
@@ -93,7 +93,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    state_of(session.config).build_requests(session.items)
+    state = state_of(session.config)
+    state.build_requests(session.items)
+    if state.work and state.options.model is not None:  # a model that cannot load: one line, before any loads
+        check_model(state.options.model, state.options.batch_size)
 
 
 def pytest_configure_node(node: Any) -> None:  # xdist controller, per worker

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .cache import ResponseCache, fingerprint
+from .cache import ResponseCache, open_response_cache
 from .chat import ChatTemplate, load_chat_template
 from .errors import LmevalError
 from .options import RunOptions, evals_dirs, parse_options
@@ -168,11 +168,17 @@ class LmevalState:
         workers.append(engine)
 
     def open_cache(self) -> ResponseCache | None:
-        if self.options.cache_dir is None or self.options.model is None:
+        """The response cache, or None when answers are not cached (--no-cache, or an API
+        server that states no model identity; `self._cache.note` says which)."""
+        opts = self.options
+        if opts.cache_dir is None or opts.model is None:
             return None
         if self._cache is None:
-            self._cache = ResponseCache(self.options.cache_dir / "responses.sqlite", fingerprint(self.options.model))
-        return self._cache
+            config = self.config
+            explicit = config.getoption("lmeval_cache_dir") is not None or bool(config.getini("lmeval_cache_dir"))
+            path = opts.cache_dir / "responses.sqlite"
+            self._cache = open_response_cache(path, opts.model, explicit=explicit, batch_size=opts.batch_size)
+        return self._cache if self._cache.enabled else None
 
     def output_dir(self) -> Path:
         return self.options.output_dir(self.config.rootpath, self.started)

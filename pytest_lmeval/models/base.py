@@ -150,7 +150,28 @@ def redact_args_text(text: str | None) -> str | None:
     return ",".join(parts)
 
 
+def backend_class(backend: str) -> Any:
+    module_name, _, class_name = BACKENDS[backend].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def load_backend(spec: ModelSpec, *, device: str | None, batch_size: int | str) -> Backend:
-    module_name, _, class_name = BACKENDS[spec.backend].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(spec, device=device, batch_size=batch_size)
+    return backend_class(spec.backend)(spec, device=device, batch_size=batch_size)
+
+
+API_BACKENDS = ("local-completions", "openai-completions", "local-chat-completions", "openai-chat-completions")
+
+
+def check_model(spec: ModelSpec, batch_size: int | str) -> None:
+    """Bad model input as one LmevalError, before anything loads: a local path that does not
+    exist, a hub name the hub (or, offline, the local cache) does not have, a `gguf_file` not in
+    the folder, a `peft` or `tokenizer` that does not exist, a dtype torch does not know, and
+    the API backends' arguments."""
+    if spec.backend in ("hf", "vllm"):
+        from .hub import check_hf_args, model_source
+
+        source = model_source(spec.name, spec.args, f"--model {spec.label}")
+        if spec.backend == "hf":
+            check_hf_args(spec.label, spec.args, source)
+    elif spec.backend in API_BACKENDS:
+        backend_class(spec.backend).settings_for(spec, batch_size)

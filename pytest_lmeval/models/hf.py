@@ -22,6 +22,7 @@ from .base import ModelSpec, Progress
 from .hf_generate import generate
 from .hf_scorer import Pair, Scorer, TokenBudget, rolling_windows
 
+from .hub import pinned_kwargs
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_MAX_GEN_TOKS = 256
 # Model args we interpret; every other key goes to from_pretrained unchanged.
@@ -72,12 +73,14 @@ class HFBackend:
         if args.get("parallelize"):
             load_kwargs.setdefault("device_map", "auto")
         path = os.path.expanduser(spec.name)
-        tok_kwargs = {
-            k: load_kwargs[k] for k in ("revision", "trust_remote_code", "gguf_file", "subfolder") if k in load_kwargs
-        }
+        load_kwargs.update(pinned_kwargs(spec.name, args, f"--model {spec.label}"))  # the commit the cache keys
+        tok_keys = ("revision", "trust_remote_code", "gguf_file", "subfolder", "cache_dir", "local_files_only", "token")
+        tok_kwargs = {k: load_kwargs[k] for k in tok_keys if k in load_kwargs}
         tok_path = args.get("tokenizer") or path
         if args.get("tokenizer"):
-            tok_kwargs.pop("gguf_file", None)
+            for key in ("gguf_file", "revision", "cache_dir", "local_files_only"):
+                tok_kwargs.pop(key, None)
+            tok_kwargs.update(pinned_kwargs(str(tok_path), {}, f"--model-args tokenizer={tok_path!r}"))
         try:
             config = transformers.AutoConfig.from_pretrained(path, **tok_kwargs)
             kind = args.get("backend") or ("seq2seq" if config.is_encoder_decoder else "causal")
@@ -91,7 +94,9 @@ class HFBackend:
         if args.get("peft"):
             from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, args["peft"])
+            pinned = pinned_kwargs(str(args["peft"]), {}, f"--model-args peft={args['peft']!r}")
+            revision = {"revision": pinned["revision"]} if pinned else {}
+            self.model = PeftModel.from_pretrained(self.model, args["peft"], **revision)
         if "device_map" not in load_kwargs:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()

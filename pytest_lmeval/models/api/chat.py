@@ -18,6 +18,7 @@ from ..base import Progress
 from ..generation import cut_at_stops, normalize_gen_kwargs
 from .common import ApiBackend
 from .http import Call
+from .settings import ApiSettings
 
 _NO_SCORES = (
     "chat-completion APIs return log-probabilities only for tokens they generate, not for a given "
@@ -30,6 +31,10 @@ class ChatBackend(ApiBackend):
     endpoint = "chat/completions"
     default_tokenizer_backend = None
     max_tokens_key = "max_tokens"
+
+    @classmethod
+    def probe_payload(cls, s: ApiSettings) -> dict[str, Any]:
+        return {"model": s.model, "messages": [{"role": "user", "content": "Hello"}], cls.max_tokens_key: 1}
 
     def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
         raise self.cannot("loglikelihood", requests, _NO_SCORES)

@@ -6,6 +6,7 @@ that did finish."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ...requests import Request
@@ -13,6 +14,34 @@ from ..base import ModelSpec, Progress, RequestFailed
 from ..tokens import LmTokenizer, TiktokenAdapter, load_hf_tokenizer
 from .http import ApiClient, Call, CallsFailed, RetryPolicy
 from .settings import ApiSettings, auth_headers, parse_settings
+
+# What a server states about the model behind an answer: (`model`, `system_fingerprint`), or None
+# where a response says neither. The response cache keys what it stores by it (cache.py).
+Identity = tuple[str | None, str | None]
+MIXED = ("<answers of one request came from servers stating different models>", None)
+_stated: dict[Request, Identity | None] = {}  # per process: filled as answers arrive, taken by the cache
+
+
+def identity_of(data: Any) -> Identity | None:
+    if not isinstance(data, dict):
+        return None
+    model, fingerprint = data.get("model"), data.get("system_fingerprint")
+    if not model and not fingerprint:
+        return None
+    return (str(model) if model else None, str(fingerprint) if fingerprint else None)
+
+
+def take_stated(request: Request) -> Identity | None | str:
+    """The identity the server stated for this request's answer ("unknown" if none arrived)."""
+    return _stated.pop(request, "unknown")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What each server of the pool states when asked for one token (`error`: no answer)."""
+
+    identities: dict[str, Identity | None]
+    error: str | None = None
 
 
 class ApiBackend:
@@ -24,14 +53,7 @@ class ApiBackend:
 
     def __init__(self, spec: ModelSpec, *, device: str | None, batch_size: int | str) -> None:
         self.spec = spec
-        self.settings: ApiSettings = parse_settings(
-            spec,
-            endpoint=self.endpoint,
-            default_url=self.default_url,
-            default_tokenizer_backend=self.default_tokenizer_backend,
-            key_required=self.key_required,
-            cli_batch_size=batch_size,
-        )
+        self.settings: ApiSettings = self.settings_for(spec, batch_size)
         s = self.settings
         headers, key = auth_headers(s)
         self.client = ApiClient(
@@ -47,6 +69,41 @@ class ApiBackend:
         self.max_len = s.max_length - 1
         self.tokenizer = self._load_tokenizer()
         self.eos = s.eos_string or (self.tokenizer.eos_text if self.tokenizer else None)
+
+    @classmethod
+    def settings_for(cls, spec: ModelSpec, batch_size: int | str) -> ApiSettings:
+        """The typed model args, or an LmevalError naming the bad one (nothing is sent)."""
+        return parse_settings(
+            spec,
+            endpoint=cls.endpoint,
+            default_url=cls.default_url,
+            default_tokenizer_backend=cls.default_tokenizer_backend,
+            key_required=cls.key_required,
+            cli_batch_size=batch_size,
+        )
+
+    @classmethod
+    def probe(cls, spec: ModelSpec, batch_size: int | str) -> Probe:
+        """Ask each server for one token and note the model identity it states: the response
+        cache looks up answers under that identity, so a server now serving other weights under
+        the same name gets fresh answers."""
+        s = cls.settings_for(spec, batch_size)
+        headers, key = auth_headers(s)
+        policy = RetryPolicy(min(s.max_retries, 2), s.backoff, s.max_backoff)
+        found: dict[str, Identity | None] = {}
+        for url in s.urls:
+            client = ApiClient([url], headers=headers, num_concurrent=1, timeout=min(s.timeout, 60.0), policy=policy,
+                               secrets=[key] if key else [], verify_certificate=s.verify_certificate)  # fmt: skip
+            try:
+                answers = client.run([Call(cls.probe_payload(s), lambda data: [identity_of(data)])], lambda i, a: None)
+            except CallsFailed as exc:
+                return Probe(found, exc.reason)
+            found[url] = answers[0][0]
+        return Probe(found)
+
+    @classmethod
+    def probe_payload(cls, s: ApiSettings) -> dict[str, Any]:
+        return {"model": s.model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
 
     def _load_tokenizer(self) -> LmTokenizer | None:
         s = self.settings
@@ -114,12 +171,32 @@ class ApiBackend:
         by_owner: list[list[int]] = [[] for _ in requests]
         for j, owner in enumerate(owners):
             by_owner[owner].append(j)
+        item_identity: list[Identity | None] = [None] * len(owners)
+
+        def watched(i: int, call: Call) -> Call:  # notes the model identity each response states
+            def parse(data: Any) -> Any:
+                answers = call.parse(data)
+                for j in call_items[i]:
+                    item_identity[j] = identity_of(data)
+                return answers
+
+            return Call(call.payload, parse)
+
+        def note_identities() -> None:
+            for r in range(len(requests)):
+                if left[r] == 0:
+                    stated = {item_identity[j] for j in by_owner[r]}
+                    if stated:  # (a request of no calls, e.g. an empty document, depends on no server)
+                        _stated[requests[r]] = stated.pop() if len(stated) == 1 else MIXED
+
         try:
-            self.client.run(calls, on_done)
+            self.client.run([watched(i, c) for i, c in enumerate(calls)], on_done)
         except CallsFailed as exc:
+            note_identities()
             failed = requests[owners[call_items[exc.index][0]]]
             done = [(requests[r], answer_of(r)) for r in range(len(requests)) if left[r] == 0]
             raise RequestFailed(failed, f"{self.spec.backend} server error: {exc.reason}", done) from None
+        note_identities()
         return [answer_of(r) for r in range(len(requests))]
 
     def cannot(self, kind: str, requests: Sequence[Request], why: str) -> RequestFailed:

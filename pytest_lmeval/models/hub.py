@@ -1,0 +1,176 @@
+"""Which weights a model name means: a local path, or a hub repository pinned to one commit.
+
+The response cache's key (cache.py) and the hf backend's loading both go through `resolve`, so
+the answers are stored under the commit the weights were loaded from. With the hub offline
+(HF_HUB_OFFLINE=1) the commit is the one the local Hugging Face cache's `refs/<revision>` names;
+online, the hub resolves the revision. `check_model` turns a name that cannot load into one
+`ERROR:` line before anything loads. Light on purpose: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import LmevalError
+
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+HUB_TIMEOUT_S = 10.0
+# The names the hf backend takes for `dtype` and `softmax_dtype` (hf.py's table; a test keeps them equal).
+DTYPE_NAMES = ("auto", "float32", "float16", "half", "bfloat16")
+_DTYPES = ", ".join(DTYPE_NAMES)
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class HubRevision:
+    repo_id: str
+    revision: str | None  # as asked (None: the default branch)
+    commit: str
+    snapshot: Path | None  # the local snapshot folder, when the cache holds it
+    offline: bool  # resolved from the local cache, without the hub
+    cache_dir: Path
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read now rather than at import."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return any(str(f).strip().lower() in _TRUE for f in flags if f) or bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_cache_dir(explicit: Any = None) -> Path:
+    """Where huggingface_hub keeps repositories, from the environment as it is now."""
+    if explicit:
+        return Path(os.path.expanduser(str(explicit)))
+    env = os.environ
+    hub = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if hub:
+        return Path(os.path.expanduser(hub))
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(os.path.expanduser(home)) / "hub"
+
+
+def is_local(name: str) -> bool:
+    """A path (existing, or written as one) rather than a hub repository id."""
+    if os.path.exists(os.path.expanduser(name)):
+        return True
+    if name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+_online: dict[tuple[str, str | None, str], HubRevision] = {}  # per process: one commit per run
+
+
+def resolve(repo_id: str, revision: Any, *, cache_dir: Any = None, token: Any = None, what: str) -> HubRevision:
+    """The commit `revision` of `repo_id` means now, or an LmevalError saying why there is none
+    (`what` names the argument in the message, e.g. "--model hf:org/name")."""
+    rev = None if revision is None else str(revision)
+    cache = hub_cache_dir(cache_dir)
+    if not hub_offline():
+        key = (repo_id, rev, str(cache))
+        if key not in _online:
+            found = _ask_hub(repo_id, rev, cache, token, what)
+            if found is None:  # the hub cannot be reached: what the local cache has, as transformers does
+                return _from_cache(repo_id, rev, cache, what, reason="the hub cannot be reached")
+            _online[key] = found
+        return _online[key]
+    return _from_cache(repo_id, rev, cache, what, reason="the hub is offline (HF_HUB_OFFLINE=1)")
+
+
+def _from_cache(repo_id: str, rev: str | None, cache: Path, what: str, reason: str) -> HubRevision:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, revision=rev, cache_dir=cache, local_files_only=True))
+    except LocalEntryNotFoundError:
+        asked = f"revision {rev!r} of {repo_id}" if rev else repo_id
+        raise LmevalError(
+            f"{what}: {asked} is not in the local Hugging Face cache ({cache}) and {reason}: download it "
+            f"where the hub is reachable (hf download {repo_id}) and point HF_HOME at that cache, "
+            "or pass a local folder"
+        ) from None
+    return HubRevision(repo_id, rev, folder.name, folder, True, cache)
+
+
+def _ask_hub(repo_id: str, rev: str | None, cache: Path, token: Any, what: str) -> HubRevision | None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if rev is not None and COMMIT.match(rev):  # a commit is itself: nothing to ask
+        commit = rev
+    else:
+        try:
+            info = HfApi().model_info(repo_id, revision=rev, timeout=HUB_TIMEOUT_S, token=token)
+        except GatedRepoError:
+            raise LmevalError(f"{what}: {repo_id} is gated on the hub: accept its terms and set HF_TOKEN") from None
+        except RevisionNotFoundError:
+            raise LmevalError(f"{what}: {repo_id} has no revision {rev!r} on the hub") from None
+        except RepositoryNotFoundError:
+            raise LmevalError(
+                f"{what}: {repo_id} not found on the Hugging Face hub (a private one needs HF_TOKEN), "
+                "and there is no such local folder"
+            ) from None
+        except Exception:  # noqa: BLE001 - no network, a proxy, a timeout: fall back to the local cache
+            return None
+        commit = str(info.sha)
+    snapshot = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
+    return HubRevision(repo_id, rev, commit, snapshot if snapshot.is_dir() else None, False, cache)
+
+
+def model_source(name: str, args: dict[str, Any], what: str) -> Path | HubRevision:
+    """The local path `name` means, or its hub revision (LmevalError when it means nothing)."""
+    path = Path(os.path.expanduser(name))
+    if is_local(name):
+        if not path.exists():
+            raise LmevalError(f"{what}: no such file or folder: {path.absolute()}")
+        return path
+    return resolve(name, args.get("revision"), cache_dir=args.get("cache_dir"), token=args.get("token"), what=what)
+
+
+def pinned_kwargs(name: str, args: dict[str, Any], what: str) -> dict[str, Any]:
+    """from_pretrained kwargs that load hub repository `name` from the commit the cache key
+    names (resolved as the key was); none for a local path."""
+    if is_local(name):
+        return {}
+    rev = resolve(name, args.get("revision"), cache_dir=args.get("cache_dir"), token=args.get("token"), what=what)
+    out: dict[str, Any] = {"revision": rev.commit, "cache_dir": str(rev.cache_dir)}
+    if rev.offline:
+        out["local_files_only"] = True
+    return out
+
+
+def check_hf_args(label: str, args: dict[str, Any], source: Path | HubRevision) -> None:
+    """The hf backend's model args that name files or types, checked before anything loads."""
+    for key in ("dtype", "softmax_dtype"):
+        value = args.get(key)
+        if value is not None and str(value) not in DTYPE_NAMES:
+            raise LmevalError(f"--model-args {key}={value!r}: not a dtype the hf backend knows; use one of {_DTYPES}")
+    gguf = args.get("gguf_file")
+    folder = source if isinstance(source, Path) else source.snapshot
+    if gguf and folder is not None and folder.is_dir():
+        sub = folder / str(args.get("subfolder") or "")
+        if not (sub / str(gguf)).is_file():
+            names = sorted(p.name for p in sub.glob("*.gguf"))
+            have = f"its .gguf files: {', '.join(names)}" if names else "it holds no .gguf file"
+            where = sub if isinstance(source, Path) else f"{label} (snapshot {source.commit[:12]})"
+            raise LmevalError(f"--model-args gguf_file={gguf!r}: no such file in {where} ({have})")
+    peft = args.get("peft")
+    if peft:
+        model_source(str(peft), {}, f"--model-args peft={peft!r}")
+    tokenizer = args.get("tokenizer")
+    if tokenizer:
+        model_source(str(tokenizer), {}, f"--model-args tokenizer={tokenizer!r}")
