@@ -167,6 +167,8 @@ def fingerprint_parts(spec: ModelSpec) -> dict[str, Any]:
     what = f"--model {spec.label}"
     if spec.backend in ("hf", "vllm"):
         parts.update(_source_parts(spec.name, spec.args, what, tokenizer=False))
+        if "commit" in parts:  # the commit is what a revision (branch, tag or sha) resolved to
+            args.pop("revision", None)
         if args.get("tokenizer"):
             what = f"--model-args tokenizer={args['tokenizer']!r}"
             parts["tokenizer"] = _source_parts(str(args["tokenizer"]), {}, what, tokenizer=True)

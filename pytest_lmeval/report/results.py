@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..cache import fingerprint_record
 from ..tasks import Registry, Task
 from .aggregate import Results, split_key
 
@@ -87,6 +88,12 @@ def _group_higher_is_better(group: str, results: Results, tasks: dict[str, Task]
     return out
 
 
+def _model_fingerprint(run_config: dict[str, Any]) -> dict[str, Any] | None:
+    """What the response cache keys answers by: the weights, tokenizer and code behind the numbers."""
+    args = run_config.get("model_args_parsed") or {}
+    return fingerprint_record(run_config.get("model"), run_config.get("model_name"), args)
+
+
 def build_results(
     results: Results,
     tasks: dict[str, Task],
@@ -114,7 +121,7 @@ def build_results(
             **{g: _group_higher_is_better(g, results, tasks, registry) for g in groups},
         },
         "n-samples": {n: {"original": tasks[n].original_size, "effective": results.entries[n].n} for n in names},
-        "config": run_config,
+        "config": {**run_config, "model_fingerprint": _model_fingerprint(run_config)},
         "git_hash": _git_hash(Path.cwd()),
         "pretty_env_info": f"{platform.platform()} / Python {sys.version.split()[0]}",
         "package_versions": _versions(),
