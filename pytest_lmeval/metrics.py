@@ -29,6 +29,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "word_perplexity": ("weighted_perplexity", False),
     "byte_perplexity": ("weighted_perplexity", False),
     "bits_per_byte": ("bits_per_byte", False),
+    "pass_rate": ("mean", True),  # the share of documents whose benchmark body passed
 }
 DEFAULT_METRICS = {
     "loglikelihood": ("perplexity", "acc"),

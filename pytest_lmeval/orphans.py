@@ -1,4 +1,4 @@
-"""Items for selected tasks that no test module owns (see task_items.py for the user's view).
+"""Items for selected tasks that collection did not reach (see task_items.py for the user's view).
 
 After normal collection, and before `-k`/`-m` deselection (so those work on these items too),
 each such task's YAML file becomes a `pytest.Module` whose Python object is task_items.py, and
@@ -41,18 +41,32 @@ def _node_id(path: Path, rootpath: Path, root: Path) -> str:
 
 
 class OrphanItems:
-    """Registered as a plugin: adds the items of unowned tasks to the collection."""
+    """Registered as a plugin: adds the items of selected tasks that collection did not reach.
+
+    A task declared in a benchmark file outside the collected paths (the library installed with
+    the package, `pytest --tasks mmlu` from any folder) brings that file in; a YAML task with
+    no benchmark file becomes a TaskModule."""
 
     def __init__(self, state: LmevalState) -> None:
         self.state = state
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, items: list[pytest.Item]) -> None:
-        for name in self.state.orphan_tasks():
+        registry = self.state.registry
+        for name in self.state.uncollected_tasks():
+            if name in self.state.parametrized:  # brought in with an earlier task's file
+                continue
             task = self.state.tasks[name]
-            root = self.state.registry.roots.get(name, task.config.source.parent)
-            module = TaskModule.from_parent(
-                session, path=task.config.source, nodeid=_node_id(task.config.source, session.config.rootpath, root)
-            )
-            module.lmeval_task = name
+            root = registry.roots.get(name, task.config.source.parent)
+            owner = registry.owner(name)
+            if owner is not None:
+                module = pytest.Module.from_parent(
+                    session, path=owner, nodeid=_node_id(owner, session.config.rootpath, root)
+                )
+            else:
+                source = task.config.source
+                module = TaskModule.from_parent(
+                    session, path=source, nodeid=_node_id(source, session.config.rootpath, root)
+                )
+                module.lmeval_task = name
             items.extend(session.genitems(module))

@@ -12,16 +12,21 @@ from typing import Any
 import pytest
 
 from . import distribute
-from .engine import run_requests
+from .answer_checks import check_answers
+from .benchmark import MARK as BENCHMARK_MARK
+from .benchmark import Doc
+from .engine import FailurePolicy, failure_policy, run_requests
 from .errors import LmevalError
-from .models.base import Backend, RequestFailed, check_model, load_backend, redact_args_text
+from .models.base import Backend, check_model, load_backend, redact_args_text
 from .options import addoptions
 from .orphans import OrphanItems
 from .progress import progress_bar
 from .report import summary
 from .report.gate_reports import log_gates
-from .scoring import ScoredDoc, score
+from .requests import Request
+from .scoring import short_name
 from .session import DocRef, LmevalState, lmeval_ref
+from .unscored import ERROR, doc_of_nodeid, refused, unscored_of
 
 STATE = pytest.StashKey[LmevalState]()
 SCORED = pytest.StashKey[dict[str, Any]]()
@@ -49,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if gpus:  # an xdist worker pinned to its GPUs, before anything initialises CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     config.addinivalue_line("markers", "lmeval: a benchmark document evaluated by pytest-lmeval")
+    config.addinivalue_line("markers", "lmeval_benchmark(*tasks): set by @pytest_lmeval.benchmark")
     state = LmevalState.from_config(config)
     config.stash[STATE] = state
     config.pluginmanager.register(_Collector(state), "lmeval-collector")
@@ -76,13 +82,15 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "lmeval_doc" not in metafunc.fixturenames:
+    mark = metafunc.definition.get_closest_marker(BENCHMARK_MARK)
+    if mark is None:
         return
     state = state_of(metafunc.config)
     owner = getattr(metafunc.definition.parent, "lmeval_task", None)  # orphans.TaskModule
-    tasks = [state.tasks[owner]] if owner else state.tasks_in(Path(metafunc.module.__file__).parent)
-    refs = [DocRef(t.name, i) for t in tasks for i in range(len(t.docs))]
-    metafunc.parametrize("lmeval_doc", refs, ids=[str(r) for r in refs], indirect=True)
+    names = [owner] if owner else state.benchmark_tasks(mark.args, Path(metafunc.module.__file__))
+    state.parametrized.update(names)
+    refs = [DocRef(name, i) for name in names for i in range(len(state.tasks[name].docs))]
+    metafunc.parametrize(mark.kwargs["argname"], refs, ids=[str(r) for r in refs])
 
 
 @pytest.hookimpl(trylast=True)
@@ -144,19 +152,24 @@ def _my_items(session: pytest.Session) -> list[pytest.Item]:
     return session.items[span.start : span.stop]
 
 
+def _asking(state: LmevalState, req: Request) -> str:
+    docs = [f"{w.task}-{w.doc_id}" for w in state.work.values() if req in w.requests]
+    where = ", ".join(docs[:5]) + (f" and {len(docs) - 5} more" if len(docs) > 5 else "")
+    return f"document {where or '?'}"
+
+
 @contextlib.contextmanager
 def _stop_on_failure(state: LmevalState) -> Generator[None, None, None]:
-    """A backend that gave up on a request stops the run with one line naming the server's
-    error and the documents that asked (not one identical error per item)."""
-    try:
+    """When the backend gives up on a request for good, the engine keeps every answer it has
+    and stops there (the documents it did not reach are skipped as not run; the run reports
+    what it scored, marked partial, with one line naming the server's error and the document
+    that asked), or with --ignore-errors goes on, and only the documents that asked fail."""
+    policy = FailurePolicy(ignore_errors=state.options.ignore_errors, describe=lambda req: _asking(state, req))
+    with failure_policy(policy):
         yield
-    except RequestFailed as exc:
-        docs = [f"{w.task}-{w.doc_id}" for w in state.work.values() if exc.request in w.requests]
-        where = ", ".join(docs[:5]) + (f" and {len(docs) - 5} more" if len(docs) > 5 else "")
-        kept = "; answers finished so far are cached, a rerun resumes" if state.open_cache() is not None else ""
-        at = f"a {exc.request.kind} request of document {where or '?'}"
-        state.stopped = f"lmeval: stopped at {at}: {exc.reason}{kept}"
-        pytest.exit(state.stopped, returncode=pytest.ExitCode.INTERRUPTED)
+    if policy.stopped is not None and state.stopped is None:
+        req, reason = policy.stopped
+        state.stopped = f"lmeval: stopped at a {req.kind} request of {_asking(state, req)}: {reason}"
 
 
 @pytest.fixture(scope="session")
@@ -179,34 +192,65 @@ def lmeval_answers(request: pytest.FixtureRequest) -> dict:
     return answers
 
 
-@pytest.fixture
-def lmeval_doc(request: pytest.FixtureRequest, lmeval_answers: dict) -> ScoredDoc:
-    """The document of this item, scored. Benchmarks' test functions take this fixture."""
-    state = state_of(request.config)
-    ref: DocRef = request.param
-    work = state.work[request.node.nodeid]
-    missing = [r for r in work.requests if r not in lmeval_answers]
-    if missing:  # not in this worker's shard (e.g. re-sent after a worker crashed)
+def _answered_doc(item: pytest.Function, ref: DocRef) -> Doc:
+    """The item's document with its answers (computed now if this worker's pass lacked them,
+    e.g. an item re-sent after a worker crashed)."""
+    state = state_of(item.config)
+    answers = item._request.getfixturevalue("lmeval_answers")
+    work = state.work[item.nodeid]
+    missing = [r for r in work.requests if r not in answers]
+    if missing:
+        backend = lambda: item._request.getfixturevalue("lm")  # noqa: E731
         with _stop_on_failure(state):
-            extra, _ = run_requests(
-                lambda: request.getfixturevalue("lm"), missing, progress_bar(request.config), cache=state.open_cache()
-            )
-        lmeval_answers.update(extra)
-    task = state.tasks[ref.task]
+            extra, _ = run_requests(backend, missing, progress_bar(item.config), cache=state.open_cache())
+        answers.update(extra)
+    check_answers(work.requests, answers)  # a document the backend gave up on, or with NaN answers
+    return Doc(state.tasks[ref.task], work, answers, state.wants_samples)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
+    """A benchmark's body runs on its document; scoring happens here, in the call phase, so a
+    broken scorer fails the item with its traceback. A failed assertion fails the item and
+    counts against `pass_rate`; the document's metrics still count."""
+    mark = pyfuncitem.get_closest_marker(BENCHMARK_MARK)
+    argname = mark.kwargs["argname"] if mark else None
+    ref = pyfuncitem.funcargs.get(argname) if argname else None
+    if not isinstance(ref, DocRef):
+        return (yield)
+    state = state_of(pyfuncitem.config)
+    doc = _answered_doc(pyfuncitem, ref)
+    pyfuncitem.funcargs[argname] = doc
+    counts = bool(mark.kwargs.get("pass_rate"))
     try:
-        scored = score(task, work, lmeval_answers, state.wants_samples)
-    except Exception as exc:
-        request.node.stash[SCORED] = {
-            "task": ref.task,
-            "doc_id": ref.doc_id,
-            "error": f"{type(exc).__name__}: {exc}",
-        }
+        result = yield
+    except (AssertionError, pytest.fail.Exception):
+        _keep(pyfuncitem, ref, lambda: doc.record(passed=False if counts else None))
         raise
-    scored.item_outcome = state.options.item_outcome
-    request.node.stash[SCORED] = scored.record
-    for metric, value in scored.metrics.items():
-        request.node.user_properties.append((metric, value))
-    return scored
+    except BaseException as exc:
+        pyfuncitem.stash[SCORED] = _not_scored(ref, exc)
+        raise
+    _keep(pyfuncitem, ref, lambda: doc.record(passed=True if counts else None))
+    if state.options.item_outcome == "correct" and doc.correct is False:
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in doc.metrics.items())
+        raise AssertionError(f"{doc.id} answered wrong ({shown})")
+    return result
+
+
+def _not_scored(ref: DocRef, exc: BaseException) -> dict[str, Any]:
+    return {"task": ref.task, "doc_id": ref.doc_id, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _keep(item: pytest.Item, ref: DocRef, record: Callable[[], dict[str, Any]]) -> None:
+    """Store the document's record for its report; a scorer that fails is the item's error."""
+    try:
+        out = record()
+    except Exception as exc:
+        item.stash[SCORED] = _not_scored(ref, exc)
+        raise
+    item.stash[SCORED] = out
+    for key, value in out.get("metrics", {}).items():
+        item.user_properties.append((short_name(key), value))
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -247,21 +291,66 @@ def pytest_runtestloop(session: pytest.Session) -> Generator:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist controller: a worker finished
-    out = getattr(node, "workeroutput", {}).get("lmeval")
+    out = getattr(node, "workeroutput", {}).get("lmeval")  # none from a worker that died
     if out:
         state = state_of(node.config)
         state.merge_worker(out["engine"], out["model_info"])
         state.stopped = state.stopped or out.get("stopped")
+        for task, doc_id, status, reason in out.get("unscored", ()):
+            unscored_of(node.config).add((task, doc_id), reason, status)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: Any, sched: Any) -> None:  # xdist controller
+    """A worker died (killed, out of host memory) while running `crashitem`: xdist fails that
+    item; the document is listed as not run, and the worker's other documents with it (the
+    shard scheduler gives them to no other worker, see distribute.py)."""
+    node = getattr(report, "node", None)
+    name = getattr(getattr(node, "gateway", None), "id", "?")
+    config = getattr(sched, "config", None) or node.config
+    unscored_of(config).add(doc_of_nodeid(crashitem), f"xdist worker {name} died while running it")
+
+
+def _left_unscored(session: pytest.Session, state: LmevalState, exitstatus: int) -> None:
+    """On the controller: every selected document with neither a score nor an error, and why."""
+    gaps = unscored_of(session.config)
+    gaps.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and state.stopped is None
+    if gaps.interrupted:
+        why = "the run was interrupted (Ctrl-C) before it was scored"
+    else:
+        why = f"the session stopped early ({session.shouldfail or session.shouldstop or 'before it ran'})"
+    if state.work:  # a run without xdist: this process ran every document
+        gaps.docs.update(refused(state.work.values(), state.answers))
+        done = {(r["task"], r["doc_id"]) for r in state.records + state.failures}
+        for work in state.work.values():
+            if (work.task, work.doc_id) not in done:
+                gaps.add((work.task, work.doc_id), why)
+        cache = state.open_cache()
+        if gaps.interrupted and cache is not None:
+            needed = {r for w in state.work.values() for r in w.requests}
+            gaps.cached, gaps.total = len(cache.lookup(needed)), len(needed)
+    elif gaps.scheduler is not None:  # xdist: what no worker got to
+        for nodeid in gaps.scheduler.left_over():
+            gaps.add(doc_of_nodeid(nodeid), why)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = state_of(session.config)
     if state.is_worker:
+        mine = [state.work[i.nodeid] for i in _my_items(session) if i.nodeid in state.work]
         out = {"engine": state.engine_stats, "model_info": state.model_info, "stopped": state.stopped}
+        out["unscored"] = [[t, d, status, why] for (t, d), (status, why) in refused(mine, state.answers).items()]
         session.config.workeroutput["lmeval"] = out
-    if state.is_worker or state.stopped or not (state.records or state.failures):
-        return  # a stopped run's scores are partial: no results.json that could pass for a whole run
-    summary.finish(state)
+        return
+    _left_unscored(session, state, exitstatus)
+    gaps = unscored_of(session.config)
+    errors = any(status == ERROR for status, _ in gaps.docs.values())
+    if state.records or state.failures or state.stopped or errors:
+        summary.finish(state)  # partial or not: what was scored is written, the rest listed
+    if state.stopped:  # the backend gave up: the run did not do what was asked
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    elif (gaps.docs or state.failures) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -276,9 +365,7 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = state_of(config)
-    if state.stopped and not state.is_worker:
-        terminalreporter.write_line(state.stopped, red=True)  # under xdist the worker's exit message is lost
-        return
-    if state.is_worker or not (state.records or state.failures):
+    if state.is_worker:
         return
     summary.print_summary(state, terminalreporter)
+    summary.print_unscored(state, terminalreporter)

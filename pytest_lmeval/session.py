@@ -14,8 +14,8 @@ from .chat import ChatTemplate, load_chat_template
 from .errors import LmevalError
 from .options import RunOptions, evals_dirs, parse_options
 from .requests import Request, Response
-from .tasks import DocRequests, Registry, Task
-from .tasks.prompts import PLAIN, PromptStyle
+from .tasks import DocRequests, GroupConfig, Registry, Task, TaskConfig
+from .tasks.prompts import PromptStyle
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class LmevalState:
     baseline: Any = None  # report.baseline.BaselineRun, with --baseline
     _cache: ResponseCache | None = None
     chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
+    parametrized: set[str] = field(default_factory=set)  # tasks some collected test function runs
+    _style: PromptStyle | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> LmevalState:
@@ -78,24 +80,53 @@ class LmevalState:
     def prepare(self, args: list[str]) -> None:
         """Resolve which tasks run and load their documents, before collection."""
         registry = self.registry
+        paths = [Path(a.split("::")[0]) for a in args]
+        roots = [r.parent if r.is_file() else r for r in paths]
         if self.options.tasks:
-            self.picked = registry.resolve(self.options.tasks)
+            try:
+                self.picked = registry.resolve(self.options.tasks)
+            except LmevalError:  # perhaps declared in a benchmark file given on the command line
+                for path in paths:
+                    if path.exists() and not any(_under(path, d) for d in evals_dirs(self.config, self.options)):
+                        registry.scan_python(path)
+                self.picked = registry.resolve(self.options.tasks)
             configs = registry.configs_for(self.picked)  # with the overrides of the groups named
         else:
-            roots = [Path(a.split("::")[0]) for a in args]
-            roots = [r.parent if r.is_file() else r for r in roots]
             configs = {name: cfg for name, cfg in registry.tasks.items() if any(_under(cfg.source, r) for r in roots)}
-        style = self._prompt_style() if configs else PLAIN
         for name, cfg in configs.items():
-            self.tasks[name] = Task(
-                cfg,
-                data_dir=self.options.data_dir,
-                num_fewshot=self.options.num_fewshot,
-                limit=self.options.limit,
-                seed=self.options.seed,
-                style=style,
-                gen_kwargs=self.options.gen_kwargs,
-            )
+            self.tasks[name] = self._task(cfg)
+
+    def _task(self, cfg: TaskConfig) -> Task:
+        if self._style is None:
+            self._style = self._prompt_style()
+        return Task(
+            cfg,
+            data_dir=self.options.data_dir,
+            num_fewshot=self.options.num_fewshot,
+            limit=self.options.limit,
+            seed=self.options.seed,
+            style=self._style,
+            gen_kwargs=self.options.gen_kwargs,
+        )
+
+    def benchmark_tasks(self, runs: tuple[Any, ...], module: Path) -> list[str]:
+        """The selected tasks a @benchmark function runs. Without --tasks, a declaration that
+        the benchmark folders did not hold (a file collected from elsewhere) joins the run."""
+        names: list[str] = []
+        for run in runs:
+            if isinstance(run, (TaskConfig, GroupConfig)):
+                self.registry.add_declared(run, module.parent)
+                name = run.task if isinstance(run, TaskConfig) else run.group
+                self.registry.owners.setdefault(name, module.resolve())
+            else:
+                name = str(run)
+            names.extend(n for n in self.registry.leaves(name) if n not in names)
+        if self.picked is not None:
+            return [n for n in names if n in self.tasks]
+        for name in names:
+            if name not in self.tasks:
+                self.tasks[name] = self._task(self.registry.tasks[name])
+        return names
 
     def _prompt_style(self) -> PromptStyle:
         """System instruction and chat template, as lm-eval applies them (prompts are built
@@ -108,35 +139,18 @@ class LmevalState:
             self.chat_template = load_chat_template(opts.model, name)
         return PromptStyle(opts.system_instruction, self.chat_template, opts.fewshot_as_multiturn)
 
-    def tasks_in(self, folder: Path) -> list[Task]:
-        return [t for t in self.tasks.values() if _under(t.config.source, folder)]
-
-    def orphan_tasks(self) -> list[str]:
-        """Selected tasks that no test_*.py owns: none in the YAML's folder or above it, up to
-        the benchmark folder it was found in (lm-eval's catalogue has none at all)."""
-        out = []
-        for name, task in self.tasks.items():
-            root = self.registry.roots.get(name)
-            folder = task.config.source.parent
-            owned = False
-            while root is not None and _under(folder, root):
-                if any(folder.glob("test_*.py")):
-                    owned = True
-                    break
-                if folder == folder.parent or folder.resolve() == root.resolve():
-                    break
-                folder = folder.parent
-            if not owned:
-                out.append(name)
-        return out
+    def uncollected_tasks(self) -> list[str]:
+        """Selected tasks that no collected test function runs (the benchmark file lies outside
+        the collected paths, or the task is YAML with no benchmark file at all)."""
+        return [name for name in self.tasks if name not in self.parametrized]
 
     def owns_test_file(self, path: Path) -> bool | None:
-        """For a test file inside a benchmark folder: whether any selected task lives beside it.
-        None for files outside the benchmark folders (not ours to judge)."""
+        """For a test file inside a benchmark folder: whether it runs any selected task. None
+        for files outside the benchmark folders (not ours to judge)."""
         dirs = evals_dirs(self.config, self.options)
         if not any(_under(path, d) for d in dirs):
             return None
-        return bool(self.tasks_in(path.parent))
+        return any(self.registry.owner(name) == path.resolve() for name in self.tasks)
 
     def build_requests(self, items: list[pytest.Item]) -> None:
         keep = not self.config.option.collectonly  # a dry run validates prompts, keeps nothing
@@ -188,5 +202,4 @@ def lmeval_ref(item: pytest.Item) -> DocRef | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None
-    ref = callspec.params.get("lmeval_doc")
-    return ref if isinstance(ref, DocRef) else None
+    return next((v for v in callspec.params.values() if isinstance(v, DocRef)), None)

@@ -1,12 +1,14 @@
-"""The test module the plugin supplies for tasks that no test file owns.
+"""The test module the plugin supplies for tasks that no benchmark file runs.
 
-A task found through `--include-path`, lm-eval's own catalogue (`--tasks` naming a task that
-ships with lm-eval), or a benchmark folder without a `test_*.py` still becomes one item per
-document: its YAML file is collected as a module holding this one test function, with ids like
-`path/to/task.yaml::test_lmeval[<task>-<doc index>]`. To customise the test body, put a
-`test_<name>.py` beside the YAML (or in a folder above it): it then owns the task.
+A task found through `--include-path` or lm-eval's own catalogue (`--tasks` naming a task that
+ships with lm-eval) still becomes one item per document: its YAML file is collected as a module
+holding this one test function, with ids like `path/to/task.yaml::test_lmeval[<task>-<doc>]`.
+To write the test body yourself, name the task in a benchmark file: `@benchmark("<task>")`.
 """
 
+from .benchmark import benchmark
 
-def test_lmeval(lmeval_doc):
-    lmeval_doc.check()
+
+@benchmark()
+def test_lmeval(doc):
+    doc.score()

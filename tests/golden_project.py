@@ -40,7 +40,7 @@ aggregate_metric_list:
     weight_by_size: true
 """
 
-TEST_FILE = "def test_golden(lmeval_doc):\n    lmeval_doc.check()\n"
+TEST_FILE = "import pytest_lmeval as lm\n\n\n@lm.benchmark('golden')\ndef test_golden(doc):\n    doc.score()\n"
 
 # (right in the first run, right in the second) per document
 Outcomes = list[tuple[bool, bool]]

@@ -43,7 +43,7 @@ metadata:
   version: 3
 """
 
-TEST_FILE = "def test_quiz(lmeval_doc):\n    lmeval_doc.check()\n"
+TEST_FILE = "import pytest_lmeval as lm\n\n\n@lm.benchmark('quiz')\ndef test_quiz(doc):\n    doc.score()\n"
 
 # (row, acc, acc_norm) with the dummy model, by the rule above.
 QUIZ_A = [

@@ -218,7 +218,7 @@ N_DOCS = 10
 def _project(root: Path) -> None:
     (root / "evals" / "mc").mkdir(parents=True)
     (root / "evals" / "mc" / "mc.yaml").write_text(TASK_YAML)
-    (root / "evals" / "mc" / "test_mc.py").write_text("def test_mc(lmeval_doc):\n    lmeval_doc.check()\n")
+    (root / "evals" / "mc" / "test_mc.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('mc_task')\ndef test_mc(doc):\n    doc.score()\n")
     (root / "pytest.ini").write_text("[pytest]\nlmeval_evals_dir = evals\n")
     data = root / "data" / "local" / "mc" / "default"
     data.mkdir(parents=True)
@@ -294,7 +294,8 @@ def test_permanent_failure_stops_naming_the_document(pytester, server, tiny, wor
     out = failed.stdout.str()
     assert "lmeval: stopped at a loglikelihood request of document mc_task-3" in out
     assert "HTTP 500" in out and "CUDA out of memory (injected)" in out and "gave up after 2 attempts" in out
-    assert not (pytester.path / "failed" / "results.json").exists()
+    partial = json.loads((pytester.path / "failed" / "results.json").read_text())  # what was scored, marked
+    assert partial["partial"] and {"id": "mc_task-3", "status": "error"}.items() <= partial["not_scored"][0].items()
 
     server.faults.fail_marker = None  # the server recovers: a rerun computes only what was missing
     rerun = _run(pytester, "local-completions:tiny", args, "rerun", "--cache-dir", "cache")

@@ -27,7 +27,7 @@ def _task(pytester: pytest.Pytester, name: str, text: str) -> None:
     folder = pytester.path / "evals" / name
     folder.mkdir(parents=True)
     (folder / f"{name}.yaml").write_text(text)
-    (folder / f"test_{name}.py").write_text(f"def test_{name}(lmeval_doc):\n    lmeval_doc.check()\n")
+    (folder / f"test_{name}.py").write_text(f"import pytest_lmeval as lm\n\n\n@lm.benchmark({name!r})\ndef test_{name}(doc):\n    doc.score()\n")
 
 
 def test_unknown_task_suggests_close_matches(pytester: pytest.Pytester) -> None:

@@ -222,7 +222,7 @@ def test_item_outcome_correct_for_generation_and_metrics_without_a_right_answer(
     folder.mkdir(parents=True)
     (folder / "echo.yaml").write_text(GEN_YAML)
     (folder / "pages.yaml").write_text(ROLLING_YAML)
-    (folder / "test_echo.py").write_text("def test_echo(lmeval_doc):\n    lmeval_doc.check()\n")
+    (folder / "test_echo.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('echo', 'pages')\ndef test_echo(doc):\n    doc.score()\n")
     data = pytester.path / "data" / "local" / "echo" / "default"
     data.mkdir(parents=True)
     docs = [{"q": "first", "say": "4", "answer": "4"}, {"q": "second", "say": "5", "answer": "6"}]

@@ -65,7 +65,7 @@ def _project(root: Path, tasks: dict[str, str], rows: dict[str, list[dict]]) -> 
         folder = root / "evals" / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.yaml").write_text(text)
-        (folder / f"test_{name}.py").write_text(f"def test_{name}(lmeval_doc):\n    lmeval_doc.check()\n")
+        (folder / f"test_{name}.py").write_text(f"import pytest_lmeval as lm\n\n\n@lm.benchmark({name!r})\ndef test_{name}(doc):\n    doc.score()\n")
     for dataset, split_rows in rows.items():
         data = root / "data" / dataset / "default"
         data.mkdir(parents=True, exist_ok=True)

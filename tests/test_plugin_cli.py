@@ -60,7 +60,7 @@ def test_tasks_list_prints_tasks_and_groups(pytester: pytest.Pytester) -> None:
 def test_wildcard_selects_both_arc_tasks(pytester: pytest.Pytester) -> None:
     result = _evals(pytester, "--tasks", "arc_*", "--limit", "2", "--collect-only", "-q")
     assert result.ret == 0
-    assert _ids(result) == ["arc_challenge-0", "arc_challenge-1", "arc_easy-0", "arc_easy-1"]
+    assert _ids(result) == ["arc_easy-0", "arc_easy-1", "arc_challenge-0", "arc_challenge-1"]  # declared order
     assert all(line.startswith("evals/arc/test_arc.py::test_arc[") for line in result.outlines if "::" in line)
 
 

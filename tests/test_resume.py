@@ -30,7 +30,7 @@ metric_list:
 def _project(tmp: Path) -> Path:
     (tmp / "evals" / "resume").mkdir(parents=True)
     (tmp / "evals" / "resume" / "resume.yaml").write_text(TASK_YAML)
-    (tmp / "evals" / "resume" / "test_resume.py").write_text("def test_resume(lmeval_doc):\n    lmeval_doc.check()\n")
+    (tmp / "evals" / "resume" / "test_resume.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('resume_task')\ndef test_resume(doc):\n    doc.score()\n")
     (tmp / "pytest.ini").write_text("[pytest]\nlmeval_evals_dir = evals\n")
     data = tmp / "data" / "local" / "resume" / "default"
     data.mkdir(parents=True)

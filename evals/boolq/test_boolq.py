@@ -1,9 +1,22 @@
-"""BoolQ (Clark et al., 2019), SuperGLUE version: yes/no questions about a passage; acc.
-
-Prompts, few-shot sampling and metrics are lm-evaluation-harness 0.4's; the task YAML beside this
-file is its own. Each document is one item, `test_boolq[<task>-<doc index>]`.
+"""BoolQ (Clark et al., 2019), from SuperGLUE: naturally occurring yes/no questions about a
+Wikipedia passage. Scored by acc on the validation split.
 """
 
+import pytest_lmeval as lm
 
-def test_boolq(lmeval_doc):
-    lmeval_doc.check()
+boolq = lm.multiple_choice(
+    "boolq",
+    data=lm.hub("aps/super_glue", "boolq", split="validation"),
+    fewshot=lm.fewshot(split="train", exclude_doc=True),
+    prompt="{passage}\nQuestion: {question}?\nAnswer:",
+    choices=["no", "yes"],
+    target="label",
+    metrics=["acc"],
+    version=2.0,
+    tags=["super-glue-lm-eval-v1"],
+)
+
+
+@lm.benchmark(boolq)
+def test_boolq(doc):
+    doc.score()

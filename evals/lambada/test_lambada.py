@@ -1,13 +1,19 @@
-"""LAMBADA (Paperno et al., 2016), OpenAI's version: predict the last word of a passage.
-
-acc: the last word is the model's greedy continuation; perplexity: exp of minus the mean
-log-likelihood of that word over the documents (lm-eval bootstraps its standard error; we
-report none).
-
-Prompts and metrics are lm-evaluation-harness 0.4's; the task YAML beside this file is its own.
-Each document is one item, `test_lambada[lambada_openai-<doc index>]`.
+"""LAMBADA (Paperno et al., 2016), OpenAI's version of the test set: passages whose last word
+humans guess only with the whole passage in view. The model reads all but the last word;
+scored by the last word's perplexity and acc (greedy decoding gives exactly that word).
 """
 
+import pytest_lmeval as lm
 
-def test_lambada(lmeval_doc):
-    lmeval_doc.check()
+lambada_openai = lm.loglikelihood(
+    "lambada_openai",
+    data=lm.hub("EleutherAI/lambada_openai", "default", split="test"),
+    prompt=lambda doc: " ".join(doc["text"].split(" ")[:-1]),
+    target=lambda doc: " " + doc["text"].split(" ")[-1],
+    tags=["lambada"],
+)
+
+
+@lm.benchmark(lambada_openai)
+def test_lambada(doc):
+    doc.score()

@@ -1,9 +1,19 @@
-"""PIQA (Bisk et al., 2020): physical commonsense, two solutions per goal; acc and acc_norm.
-
-Prompts, few-shot sampling and metrics are lm-evaluation-harness 0.4's; the task YAML beside this
-file is its own. Each document is one item, `test_piqa[<task>-<doc index>]`.
+"""PIQA, Physical Interaction QA (Bisk et al., 2020): which of two solutions reaches a
+physical goal. Scored by acc and acc_norm on the validation split.
 """
 
+import pytest_lmeval as lm
 
-def test_piqa(lmeval_doc):
-    lmeval_doc.check()
+piqa = lm.multiple_choice(
+    "piqa",
+    data=lm.hub("baber/piqa", split="validation"),
+    fewshot=lm.fewshot(split="train", exclude_doc=True),
+    prompt="Question: {goal}\nAnswer:",
+    choices=lambda doc: [doc["sol1"], doc["sol2"]],
+    target="label",
+)
+
+
+@lm.benchmark(piqa)
+def test_piqa(doc):
+    doc.score()

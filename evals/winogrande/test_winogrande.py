@@ -1,16 +1,26 @@
-"""WinoGrande (Sakaguchi et al., 2019): fill the blank of a sentence with one of two options; acc.
-
-Scored by partial evaluation, as lm-eval does: the two options make two different contexts (the
-sentence up to the blank, with each option in it), and the model scores the same continuation
-(the rest of the sentence) after each; the option whose context makes the continuation more
-likely is the answer. So each document sends two loglikelihood requests that share their
-continuation and differ in their context; lm-eval calls this a "multiple input" task, and its
-`doc_to_text` gives the index of the right context rather than a question.
-
-Prompts, few-shot sampling and metrics are lm-evaluation-harness 0.4's; the task YAML beside this
-file is its own. Each document is one item, `test_winogrande[winogrande-<doc index>]`.
+"""WinoGrande (Sakaguchi et al., 2019): Winograd-schema sentences with a blank and two people
+or things that could fill it. Scored the "partial" way: the blank is filled with each option,
+and the model's choice is the option after which the rest of the sentence is most likely
+(one continuation, two contexts). acc on the validation split of winogrande_xl.
 """
 
+import pytest_lmeval as lm
 
-def test_winogrande(lmeval_doc):
-    lmeval_doc.check()
+
+def _blank(doc: dict) -> int:
+    return doc["sentence"].index("_")
+
+
+winogrande = lm.multiple_input(
+    "winogrande",
+    data=lm.hub("allenai/winogrande", "winogrande_xl", split="validation"),
+    fewshot=lm.fewshot(split="train", exclude_doc=True),
+    contexts=lambda doc: [doc["sentence"][: _blank(doc)] + option for option in (doc["option1"], doc["option2"])],
+    continuation=lambda doc: doc["sentence"][_blank(doc) + 1 :].strip(),
+    target=lambda doc: int(doc["answer"]) - 1,
+)
+
+
+@lm.benchmark(winogrande)
+def test_winogrande(doc):
+    doc.score()

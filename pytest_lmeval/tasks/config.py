@@ -9,6 +9,7 @@ from typing import Any
 from .. import metrics as metric_fns
 from ..errors import LmevalError
 from ..filters import FilterPipeline, build_pipelines
+from .sources import Hub, Source
 
 OUTPUT_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until")
 SUPPORTED_OUTPUT_TYPES = OUTPUT_TYPES
@@ -22,12 +23,11 @@ _UNSUPPORTED_KEYS = {
     "recipe": "unitxt recipes",
 }
 # Options of a metric_list entry that are not keyword arguments of the metric.
-_METRIC_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate"}
+_METRIC_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate", "fn"}
 # Keys lm-eval accepts that change nothing about scores; we keep them in the config record.
 _INERT_KEYS = {
     "should_decontaminate",
     "doc_to_decontamination_query",
-    "dataset_kwargs",
     "unsafe_code",
 }
 
@@ -38,6 +38,8 @@ class TaskConfig:
     source: Path
     dataset_path: str | None = None
     dataset_name: str | None = None
+    dataset_kwargs: dict[str, Any] | None = None
+    data: Source | None = None  # Python tasks: local files or inline rows (None: the hub data set)
     training_split: str | None = None
     validation_split: str | None = None
     test_split: str | None = None
@@ -51,6 +53,8 @@ class TaskConfig:
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
     fewshot_config: dict[str, Any] = field(default_factory=dict)
+    fewshot_excludes_doc: bool | None = None  # None: lm-eval's rule (few-shot split == test split)
+    fewshot_seed: int | None = None  # None: the run's --seed
     num_fewshot: int | None = None
     metric_list: list[dict[str, Any]] = field(default_factory=list)
     output_type: str = "generate_until"
@@ -63,6 +67,13 @@ class TaskConfig:
     process_results: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     filters: tuple[FilterPipeline, ...] = ()  # built from filter_list by task_config_from_dict
+
+    @property
+    def source_data(self) -> Source:
+        """Where the documents come from (YAML tasks: the hub data set, or the mirror's copy)."""
+        if self.data is not None:
+            return self.data
+        return Hub(str(self.dataset_path), self.dataset_name, dict(self.dataset_kwargs or {}))
 
     @property
     def eval_split(self) -> str:
@@ -105,6 +116,10 @@ class TaskConfig:
     def aggregation(self, metric: str) -> str:
         return str(self._metric_entry(metric).get("aggregation") or metric_fns.aggregation_for(metric))
 
+    def metric_function(self, metric: str) -> Any:
+        """A metric written as a Python function (None for the built-in ones)."""
+        return self._metric_entry(metric).get("fn")
+
     def higher_is_better(self) -> dict[str, bool]:
         out = {}
         for name in self.metrics:
@@ -125,9 +140,25 @@ class TaskConfig:
             value = getattr(self, f.name)
             if value in (None, [], {}, "", ()) or f.name == "filters":
                 continue
-            out[f.name] = value if not callable(value) else repr(value)
+            out[f.name] = _recorded(value)
         out.update({k: v for k, v in self.extra.items() if not callable(v)})
         return out
+
+
+def _recorded(value: Any) -> Any:
+    """A config value as results.json shows it: functions by name, sources described."""
+    if isinstance(value, dict):
+        return {k: _recorded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_recorded(v) for v in value]
+    if hasattr(value, "describe") and not isinstance(value, type):
+        return value.describe()
+    code = getattr(value, "__code__", None)
+    if code is not None:  # a function: where it is written
+        return f"{Path(code.co_filename).name}:{code.co_firstlineno}:{value.__qualname__}"
+    if callable(value):
+        return repr(value)
+    return value
 
 
 _CONFIG_FIELDS = {f.name for f in fields(TaskConfig)} - {"source", "extra", "task", "filters"}
@@ -171,7 +202,7 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
         raise LmevalError(f"{source}: task {name!r}: doc_to_text is required")
     if cfg.output_type == "multiple_choice" and cfg.doc_to_choice is None:
         raise LmevalError(f"{source}: task {name!r}: multiple_choice needs doc_to_choice")
-    if cfg.dataset_path is None:
+    if cfg.dataset_path is None and cfg.data is None:
         raise LmevalError(f"{source}: task {name!r}: dataset_path is required")
     if not isinstance(cfg.repeats, int) or cfg.repeats < 1:
         raise LmevalError(f"{source}: task {name!r}: repeats must be a whole number >= 1, got {cfg.repeats!r}")
@@ -187,6 +218,8 @@ def _check_metrics(cfg: TaskConfig) -> None:
     where = f"{cfg.source}: task {cfg.task!r}"
     known = metric_fns.BUILTIN_METRICS[cfg.output_type]
     for entry in cfg.metric_list:
+        if isinstance(entry, dict) and callable(entry.get("fn")):
+            continue  # a Python metric: any output type
         if isinstance(entry, dict) and callable(entry.get("metric")):
             raise LmevalError(f"{where}: metric functions (metric: !function ...) are not supported by pytest-lmeval")
         if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import LmevalError, close_matches
 from .catalogue import Catalogue, lm_eval_tasks_dir
 from .config import GroupConfig, TaskConfig, group_config_from_dict, task_config_from_dict
+from .python_files import is_benchmark_file, read_benchmark_file
 from .yaml_loader import load_task_yaml
 
 
@@ -29,6 +30,7 @@ class Registry:
     tags: dict[str, list[str]] = field(default_factory=dict)
     raw: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its YAML, merged
     roots: dict[str, Path] = field(default_factory=dict)  # task or group -> folder it came from
+    owners: dict[str, Path] = field(default_factory=dict)  # name -> the test file that runs it
     catalogue: Catalogue | None = None
     _looked_up: set[str] = field(default_factory=set)
 
@@ -42,6 +44,7 @@ class Registry:
         for folder in folders:
             for path in sorted(folder.rglob("*.yaml")):
                 reg._add_file(path, folder)
+            reg.scan_python(folder)
         if lm_eval_catalogue and (root := lm_eval_tasks_dir()) is not None:
             reg.catalogue = Catalogue(root)
         return reg
@@ -56,6 +59,46 @@ class Registry:
         elif "task" in data:
             self._add_task(data, path, root)
         # YAML with neither key is an include-only fragment (e.g. _default_template_yaml).
+
+    def scan_python(self, folder: Path) -> None:
+        """The tasks and groups the benchmark files under `folder` declare in Python."""
+        files = [folder] if folder.is_file() else sorted(folder.rglob("*.py"))
+        for path in files:
+            if not is_benchmark_file(path):
+                continue
+            found = read_benchmark_file(path)
+            root = folder if folder.is_dir() else folder.parent
+            for cfg in found.tasks:
+                self.add_declared(cfg, root)
+            for group in found.groups:
+                self.add_declared(group, root)
+            for name in found.runs:
+                self.owners.setdefault(name, path.resolve())
+
+    def add_declared(self, decl: TaskConfig | GroupConfig, root: Path) -> None:
+        """A Python declaration (found by a scan, or by collecting a benchmark file)."""
+        name = decl.task if isinstance(decl, TaskConfig) else decl.group
+        known = self.tasks.get(name) or self.groups.get(name)
+        if known is not None and known.source == decl.source:
+            return  # the same file read again (pytest's import after the registry's)
+        self._claim(name, decl.source, root)
+        self.roots[name] = root
+        if isinstance(decl, GroupConfig):
+            self.groups[name] = decl
+            return
+        self.tasks[name] = decl
+        self.raw[name] = {}
+        for tag in decl.tag:
+            self.tags.setdefault(tag, []).append(name)
+
+    def owner(self, name: str) -> Path | None:
+        """The test file whose @benchmark runs the task (directly or through a group or tag)."""
+        if name in self.owners:
+            return self.owners[name]
+        for group, path in self.owners.items():
+            if (group in self.groups or group in self.tags) and name in self.leaves(group):
+                return path
+        return None
 
     def _add_task(self, data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
         cfg = task_config_from_dict(data, path)
@@ -177,6 +220,11 @@ class Registry:
         overrides = {k: v for k, v in overrides.items() if k not in ("task", "tag", "group")}
         if not overrides:
             return base
+        if not self.raw[name]:  # a Python declaration: the group's keys replace its fields
+            unknown = set(overrides) - {f.name for f in fields(TaskConfig)}
+            if unknown:
+                raise LmevalError(f"{base.source}: task {name!r}: a group overrides unknown keys {sorted(unknown)}")
+            return replace(base, **overrides)
         data = {**self.raw[name], **overrides, "task": name}
         return task_config_from_dict(data, base.source)
 

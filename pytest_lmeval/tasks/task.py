@@ -24,7 +24,7 @@ from ..errors import LmevalError
 from ..requests import Request
 from . import templates
 from .config import TaskConfig
-from .data import apply_process_docs, load_split
+from .data import apply_process_docs
 from .prompts import PLAIN, Message, PromptStyle, maybe_delimit, qa_turn
 
 
@@ -76,7 +76,7 @@ class Task:
             self.num_fewshot = num_fewshot
         else:
             self.num_fewshot = config.num_fewshot or 0
-        self.seed = seed
+        self.seed = config.fewshot_seed if config.fewshot_seed is not None else seed
         self.style = style
         self.generation_kwargs = dict(config.generation_kwargs or {})
         if config.output_type == "generate_until" and gen_kwargs:
@@ -97,13 +97,13 @@ class Task:
         self._fs_gen_prefix = fs.get("gen_prefix", config.gen_prefix)
         self._fewshot_docs: list[dict[str, Any]] | None = None
         self._sampled: list[list[int]] = []
-        self._rng = random.Random(seed)
+        self._rng = random.Random(self.seed)
         self.multiple_input = self._is_multiple_input()
 
     # -- data ---------------------------------------------------------------------------------
     def _load(self, split: str, process_docs: Any) -> list[dict[str, Any]]:
         cfg = self.config
-        rows = load_split(cfg.dataset_path, cfg.dataset_name, split, self.data_dir, cfg.task)
+        rows = cfg.source_data.rows(split, self.data_dir, cfg.task)
         return apply_process_docs(process_docs, rows, cfg.task) if process_docs else rows
 
     def _is_multiple_input(self) -> bool:
@@ -160,7 +160,10 @@ class Task:
     @property
     def _excludes_eval_doc(self) -> bool:
         # lm-eval passes the evaluated document to the sampler (to leave it out) exactly when
-        # fewshot_config.split equals test_split, which includes both being unset.
+        # fewshot_config.split equals test_split, which includes both being unset; a Python
+        # task says it plainly.
+        if self.config.fewshot_excludes_doc is not None:
+            return self.config.fewshot_excludes_doc
         return self._fewshot_split == self.config.test_split
 
     # -- few-shot -----------------------------------------------------------------------------

@@ -98,8 +98,10 @@ def doc_to_choice(spec: Any, doc: Mapping[str, Any]) -> list[str]:
     return list(choices)
 
 
-def resolve_field(spec: str | None, doc: Mapping[str, Any]) -> str:
+def resolve_field(spec: Any, doc: Mapping[str, Any]) -> str:
     """lm-eval's rule for description and gen_prefix: a column, else a template."""
     if not spec:
         return ""
+    if callable(spec):
+        return spec(doc)
     return doc[spec] if spec in doc else render(spec, doc)

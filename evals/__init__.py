@@ -1,0 +1,1 @@
+"""The benchmark library, installed with the plugin as `pytest_lmeval_evals`."""

@@ -1,0 +1,63 @@
+"""pytest-lmeval: language-model evaluation as a pytest run.
+
+A benchmark file declares its tasks and tests one document per item:
+
+    import pytest_lmeval as lm
+
+    arc_easy = lm.multiple_choice(
+        "arc_easy",
+        data=lm.hub("allenai/ai2_arc", "ARC-Easy", split="test"),
+        prompt="Question: {question}\\nAnswer:",
+        choices=lambda doc: doc["choices"]["text"],
+        target=lambda doc: doc["choices"]["label"].index(doc["answerKey"]),
+    )
+
+    @lm.benchmark(arc_easy)
+    def test_arc(doc):
+        doc.score()
+
+Everything not exported here is internal.
+"""
+
+from .benchmark import Doc, benchmark
+from .tasks.config import GroupConfig as Group
+from .tasks.config import TaskConfig as Task
+from .tasks.declare import (
+    Data,
+    FewShot,
+    Metric,
+    fewshot,
+    generate,
+    group,
+    hub,
+    local,
+    loglikelihood,
+    metric,
+    multiple_choice,
+    multiple_input,
+    regex,
+    rolling,
+    rows,
+)
+
+__all__ = [
+    "Data",
+    "Doc",
+    "FewShot",
+    "Group",
+    "Metric",
+    "Task",
+    "benchmark",
+    "fewshot",
+    "generate",
+    "group",
+    "hub",
+    "local",
+    "loglikelihood",
+    "metric",
+    "multiple_choice",
+    "multiple_input",
+    "regex",
+    "rolling",
+    "rows",
+]
