@@ -173,10 +173,10 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
             f"{stats.get('from_cache', 0)} from cache, {stats.get('computed', 0)} computed "
             f"in {stats.get('model_seconds', 0):.1f}s{_token_rate(stats)}"
         )
-    if state.gates:
     cache_note = getattr(state._cache, "note", None)  # whether answers were cached, and why (open_cache)
     if cache_note:
         reporter.write_line(cache_note)
+    if state.gates:
         reporter.write_sep("=", "lmeval gates")
         for gate in state.gates:
             reporter.write_line(f"{'PASS' if gate.passed else 'FAIL'} {gate.name}: {gate.summary}", red=not gate.passed)
