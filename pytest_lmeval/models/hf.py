@@ -18,11 +18,12 @@ import torch.nn.functional as F
 
 from ..errors import LmevalError
 from ..requests import Request
+from . import gguf_cache
 from .base import ModelSpec, Progress
 from .hf_generate import generate
 from .hf_scorer import Pair, Scorer, TokenBudget, rolling_windows
-
 from .hub import pinned_kwargs
+
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_MAX_GEN_TOKS = 256
 # Model args we interpret; every other key goes to from_pretrained unchanged.
@@ -81,12 +82,16 @@ class HFBackend:
             for key in ("gguf_file", "revision", "cache_dir", "local_files_only"):
                 tok_kwargs.pop(key, None)
             tok_kwargs.update(pinned_kwargs(str(tok_path), {}, f"--model-args tokenizer={tok_path!r}"))
+        # a local GGUF file loads from its one-time conversion (gguf_cache.py)
+        where = gguf_cache.redirect(path, str(tok_path), load_kwargs, tok_kwargs)
+        path, tok_path, load_kwargs, tok_kwargs = where.path, where.tok_path, where.load_kwargs, where.tok_kwargs
         try:
             config = transformers.AutoConfig.from_pretrained(path, **tok_kwargs)
             kind = args.get("backend") or ("seq2seq" if config.is_encoder_decoder else "causal")
             auto = transformers.AutoModelForSeq2SeqLM if kind == "seq2seq" else transformers.AutoModelForCausalLM
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_path, **tok_kwargs)
             self.model = auto.from_pretrained(path, **load_kwargs)
+            gguf_cache.save_conversion(self.model, self.tokenizer, where)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LmevalError(f"--model {spec.label}: could not load: {first}") from None
