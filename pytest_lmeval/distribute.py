@@ -5,6 +5,11 @@ up front. Here the controller sends worker k exactly the items `shard(k)`, and t
 computes the same shard from its own `workerinput`, so it batches its whole share at once and no
 document is computed by two workers. Contiguous shards keep a task's documents (and their
 shared few-shot prefixes) together.
+
+A worker that dies (killed, out of host memory) takes its shard with it: xdist fails the item
+it was running, and its other items go to no other worker (one of those would compute them a
+document at a time, and what killed the first may kill it too). They are listed as not run;
+what the worker cached before it died is kept, so a rerun computes only the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import subprocess
 from typing import Any
 
 from xdist.scheduler import LoadScheduling
+
+from .unscored import doc_of_nodeid, unscored_of
 
 WORKERINPUT_KEY = "lmeval_shard"
 GPUS_KEY = "lmeval_gpus"
@@ -50,8 +57,32 @@ def visible_gpus() -> list[str]:
 
 
 class ShardScheduling(LoadScheduling):
-    """LoadScheduling whose first distribution is the fixed shards; after a worker crash the
-    left-over items go to the remaining workers as usual (they compute them on demand)."""
+    """LoadScheduling whose only distribution is the fixed shards."""
+
+    def __init__(self, config: Any, log: Any = None) -> None:
+        super().__init__(config, log)
+        unscored_of(config).scheduler = self
+
+    def remove_node(self, node: Any) -> str | None:
+        """A worker that finished has nothing pending; one that died keeps its items: they
+        are recorded as not run (with the item it was running, which xdist reports)."""
+        pending = self.node2pending.pop(node)
+        if not pending:
+            return None
+        assert self.collection is not None
+        crashitem = self.collection[pending.pop(0)]
+        name = node.gateway.id
+        why = f"xdist worker {name} died (while running {crashitem.rpartition('[')[2].rstrip(']')}) before it ran"
+        gaps = unscored_of(self.config)
+        for index in pending:
+            gaps.add(doc_of_nodeid(self.collection[index]), why)
+        return crashitem
+
+    def left_over(self) -> list[str]:
+        """Node ids sent to a worker that never ran them (the session stopped early)."""
+        if self.collection is None:
+            return []
+        return [self.collection[i] for pending in self.node2pending.values() for i in pending]
 
     def schedule(self) -> None:
         assert self.collection_is_completed

@@ -11,6 +11,9 @@ Faults (`server.faults`): `queue` holds faults for the next requests, one each, 
 "429" (with Retry-After), "500", "hang" (answers after `hang_seconds`, past the client's
 timeout), "drop" (closes the connection without answering), "malformed" (a 200 with truncated
 JSON). `fail_marker`: every request whose prompt contains it gets `fail_status`, always.
+`die_after`: the server goes down once it has answered that many requests: it stops listening
+(new connections are refused) and drops every request on a connection still open, until
+`come_back()` listens on the same port again.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class Faults:
     hang_seconds: float = 3.0
     retry_after: str = "1"
     fired: list[str] = field(default_factory=list)
+    die_after: int | None = None  # answered requests, then the server is down
 
 
 @dataclass
@@ -142,6 +146,9 @@ class OpenAIServer:
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.down = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> OpenAIServer:
@@ -168,12 +175,30 @@ class OpenAIServer:
         loop.run_until_complete(site.start())
         host, port = runner.addresses[0][:2]
         self.url = f"http://{host}:{port}/v1"
+        self._runner, self._site, self._port = runner, site, port
         ready.set()
         try:
             loop.run_forever()
         finally:
             loop.run_until_complete(runner.cleanup())
             loop.close()
+
+    def come_back(self) -> None:
+        """Listen again, on the same port, after `die_after` took the server down."""
+        assert self._loop is not None and self._runner is not None
+
+        async def listen() -> None:
+            self._site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+            await self._site.start()
+
+        asyncio.run_coroutine_threadsafe(listen(), self._loop).result(10)
+        self.faults.die_after = None
+        self.down = False
+
+    async def _go_down(self) -> None:
+        if not self.down and self._site is not None:
+            self.down = True
+            await self._site.stop()
 
     # -- request handling ---------------------------------------------------------------------
     async def _guard(self, request: web.Request) -> web.StreamResponse | None:
@@ -204,6 +229,11 @@ class OpenAIServer:
         self.stats.in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
         try:
+            if self.down or (self.faults.die_after is not None and self.stats.answered >= self.faults.die_after):
+                await self._go_down()
+                assert request.transport is not None
+                request.transport.close()  # the connection drops without an answer
+                return web.Response(status=503)
             blocked = await self._guard(request)
             if blocked is not None:
                 return blocked

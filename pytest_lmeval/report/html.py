@@ -286,6 +286,8 @@ def render_report(state: Any, doc: dict[str, Any]) -> str:
         interval_charts=[Markup(c) for c in _interval_charts(state.comparisons, failed)],
         flipped=_flipped(state),
         not_scored=doc.get("not_scored", []),
+        partial=bool(doc.get("partial")),
+        scored=sum(1 for r in state.records if "error" not in r),
     )
 
 

@@ -10,6 +10,7 @@ from ..errors import LmevalError
 from ..models.base import redact_args, redact_args_text
 from ..scoring import sha256
 from ..session import LmevalState
+from ..unscored import ERROR, NOT_RUN, entries, unscored_of
 from . import table
 from .aggregate import Results, aggregate
 from .baseline import (
@@ -28,6 +29,7 @@ from .html import write_html
 from .results import atomic_write, build_results, write_results, write_samples
 
 MAX_LINE = 2000  # a gate's detail line in the terminal (a -k expression of many documents is long)
+MAX_UNSCORED_SHOWN = 20  # documents named per reason in the terminal; results.json lists every one
 
 
 def _run_config(state: LmevalState) -> dict[str, Any]:
@@ -108,7 +110,9 @@ def finish(state: LmevalState) -> None:
     if results is None:  # a run whose loop did not conclude (e.g. interrupted)
         conclude(state)
         results = state.results
-    if not results.entries and not state.failures:
+    gaps = unscored_of(state.config)
+    not_scored = entries(state.failures, gaps.docs)
+    if not results.entries and not not_scored:
         return
     out_dir = state.output_dir()
     ended = datetime.now(timezone.utc)
@@ -116,7 +120,8 @@ def finish(state: LmevalState) -> None:
         "model_name": state.options.model.label if state.options.model else None,
         "model_info": state.model_info,
         "engine": state.engine_stats,
-        "not_scored": state.failures,
+        "partial": bool(not_scored),  # some selected documents have no score: see not_scored
+        "not_scored": not_scored,
         "date": time.time(),
         "start_time": state.started.isoformat(),
         "end_time": ended.isoformat(),
@@ -162,10 +167,6 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
             f"note: group {name} is partial: {len(missing)} of its tasks were not run "
             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
         )
-    if state.failures:
-        reporter.write_line(f"{len(state.failures)} documents could not be scored:", red=True)
-        for fail in state.failures[:20]:
-            reporter.write_line(f"  {fail['task']}-{fail['doc_id']}: {fail['error']}", red=True)
     stats = state.engine_stats
     if stats:
         reporter.write_line(
@@ -196,3 +197,43 @@ def _token_rate(stats: dict) -> str:
     ran = stats.get("forward_tokens")
     shared = f", {ran} run through the model" if ran is not None and ran != tokens else ""
     return f" ({tokens} tokens, {tokens / seconds:.0f} tokens/s{shared})"
+
+
+def print_unscored(state: LmevalState, reporter: Any) -> None:
+    """The part of the run that failed: why the run stopped, which documents have no score
+    (by id, with the reason), and how to get the rest."""
+    gaps = unscored_of(state.config)
+    not_scored = entries(state.failures, gaps.docs)
+    if state.stopped:
+        reporter.write_line(state.stopped, red=True)
+    if not_scored:
+        errors = sum(1 for e in not_scored if e["status"] == ERROR)
+        scored = len(state.records)
+        reporter.write_sep("=", "lmeval: PARTIAL RESULTS", red=True)
+        reporter.write_line(
+            f"{len(not_scored)} of {scored + len(not_scored)} documents not scored "
+            f"({errors} could not be scored, {len(not_scored) - errors} not run); "
+            f"the results{' and gates' if state.gates else ''} cover the {scored} scored",
+            red=True,
+        )
+        by_reason: dict[tuple[str, str], list[str]] = {}
+        for entry in not_scored:
+            by_reason.setdefault((entry["status"], entry["reason"]), []).append(entry["id"])
+        for (status, reason), ids in by_reason.items():
+            more = f" and {len(ids) - MAX_UNSCORED_SHOWN} more" if len(ids) > MAX_UNSCORED_SHOWN else ""
+            reporter.write_line(f"  {', '.join(ids[:MAX_UNSCORED_SHOWN])}{more} ({status}): {reason}", red=True)
+    if gaps.interrupted:
+        if gaps.cached is not None:
+            reporter.write_line(
+                f"lmeval: interrupted: {gaps.cached} answers cached; rerun the same command to resume "
+                f"({(gaps.total or 0) - gaps.cached} left to compute)",
+                yellow=True,
+            )
+        elif state.open_cache() is not None:
+            reporter.write_line(
+                "lmeval: interrupted: the answers finished are cached; rerun the same command to resume", yellow=True
+            )
+        else:
+            reporter.write_line("lmeval: interrupted: nothing is cached (--no-cache); a rerun starts over", yellow=True)
+    elif any(e["status"] == NOT_RUN for e in not_scored) and state.open_cache() is not None:
+        reporter.write_line("lmeval: the answers finished are cached; rerun the same command to compute the rest")
