@@ -71,6 +71,12 @@ def addoptions(parser: pytest.Parser) -> None:
         help="recompute every request and overwrite its cached answer",
     )  # fmt: skip
     group.addoption(
+        "--ignore-errors", dest="lmeval_ignore_errors", action="store_true", default=None,
+        help="when the backend gives up on a request, fail only the documents that asked and "
+        "score the rest (default: stop there and report the run as partial)",
+    )  # fmt: skip
+    parser.addini("lmeval_ignore_errors", "go on past requests the backend gives up on", type="bool", default=False)
+    group.addoption(
         "--apply-chat-template", dest="lmeval_apply_chat_template", nargs="?", const=True, default=None,
         metavar="NAME", help="render prompts with the model's chat template (optionally the named one)",
     )  # fmt: skip
@@ -114,6 +120,7 @@ class RunOptions:
     chat_template: bool | str | None = None  # None: plain prompts; True: the default template
     system_instruction: str | None = None
     fewshot_as_multiturn: bool = False
+    ignore_errors: bool = False  # a request the backend gives up on fails its documents only
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
@@ -320,6 +327,9 @@ def parse_options(config: pytest.Config) -> RunOptions:
     if multiturn and not chat:
         raise LmevalError("--fewshot-as-multiturn needs --apply-chat-template (few-shot turns are chat messages)")
     system_instruction, _ = _raw(config, "system_instruction")
+    ignore_errors = config.getoption("lmeval_ignore_errors")
+    if ignore_errors is None:
+        ignore_errors = config.getini("lmeval_ignore_errors")
     return RunOptions(
         model=model,
         device=device,
@@ -345,6 +355,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         chat_template=chat,
         system_instruction=system_instruction,
         fewshot_as_multiturn=bool(chat) if multiturn is None else multiturn,  # lm-eval's default
+        ignore_errors=bool(ignore_errors),
     )
 
 
