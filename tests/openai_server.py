@@ -140,6 +140,8 @@ class OpenAIServer:
     def __init__(self, service: ModelService, model_name: str, api_key: str | None = None) -> None:
         self.service = service
         self.model_name = model_name
+        self.states_model = True  # False: responses carry no `model` field (a server that states nothing)
+        self.system_fingerprint: str | None = None  # sent as `system_fingerprint` when set
         self.api_key = api_key
         self.faults = Faults()
         self.stats = Stats()
@@ -246,6 +248,11 @@ class OpenAIServer:
         finally:
             self.stats.in_flight -= 1
 
+    def _identity(self, body: dict) -> dict[str, str]:
+        """The model identity a response states: `model` (the name asked for), `system_fingerprint`."""
+        out = {"model": body.get("model", self.model_name)} if self.states_model else {}
+        return out | ({"system_fingerprint": self.system_fingerprint} if self.system_fingerprint else {})
+
     def _marked(self, tokens: list[int]) -> bool:
         marker = self.faults.fail_marker
         return marker is not None and marker in self.service.tokenizer.decode(tokens)
@@ -278,7 +285,7 @@ class OpenAIServer:
                 "id": f"cmpl-{self.stats.requests}",
                 "object": "text_completion",
                 "created": int(time.time()),
-                "model": body.get("model", self.model_name),
+                **self._identity(body),
                 "choices": choices,
             }
 
@@ -301,7 +308,7 @@ class OpenAIServer:
                 "id": f"chatcmpl-{self.stats.requests}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": body.get("model", self.model_name),
+                **self._identity(body),
                 "choices": [{"index": 0, "message": message, "finish_reason": choice["finish_reason"]}],
             }
 
