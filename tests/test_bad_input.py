@@ -149,3 +149,82 @@ def test_bad_numbers(pytester: pytest.Pytester, args: tuple[str, ...], message: 
     write_quiz(pytester.path)
     result = run(pytester, "evals", "--data-dir", "data", *NO_MODEL, *args)
     assert _one_error(result) == message
+
+
+# -- a model that cannot load: one line after collection, before anything loads --------------------
+def _model_error(pytester: pytest.Pytester, model: str, *args: str) -> str:
+    write_quiz(pytester.path)
+    return _one_error(run(pytester, "evals", "--data-dir", "data", "--model", model, *args))
+
+
+def test_local_model_path_that_does_not_exist(pytester: pytest.Pytester) -> None:
+    assert (
+        _model_error(pytester, "hf:/no/such/path")
+        == "ERROR: --model hf:/no/such/path: no such file or folder: /no/such/path"
+    )
+
+
+def test_hub_name_not_in_the_local_cache_with_the_hub_offline(pytester: pytest.Pytester, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _model_error(pytester, "hf:org/missing") == (
+        f"ERROR: --model hf:org/missing: org/missing is not in the local Hugging Face cache ({pytester.path}/hf/hub) "
+        "and the hub is offline (HF_HUB_OFFLINE=1): download it where the hub is reachable (hf download org/missing) "
+        "and point HF_HOME at that cache, or pass a local folder"
+    )
+
+
+def test_hub_name_the_hub_does_not_have(pytester: pytest.Pytester, monkeypatch) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def not_found(*args, **kwargs):
+        raise RepositoryNotFoundError.__new__(RepositoryNotFoundError)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(HfApi, "model_info", not_found)
+    assert _model_error(pytester, "hf:org/missing") == (
+        "ERROR: --model hf:org/missing: org/missing not found on the Hugging Face hub (a private one needs HF_TOKEN), "
+        "and there is no such local folder"
+    )
+
+
+def test_hub_that_cannot_be_reached_falls_back_to_the_local_cache(pytester: pytest.Pytester, monkeypatch) -> None:
+    from huggingface_hub import HfApi
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "hf"))
+    monkeypatch.setattr(HfApi, "model_info", unreachable)
+    error = _model_error(pytester, "hf:org/missing")
+    assert error.startswith("ERROR: --model hf:org/missing: org/missing is not in the local Hugging Face cache (")
+    assert "and the hub cannot be reached: download it where the hub is reachable" in error
+
+
+def test_gguf_file_not_in_the_folder_lists_the_ones_there(pytester: pytest.Pytester, tmp_path) -> None:
+    (tmp_path / "b.Q4.gguf").write_bytes(b"GGUF")
+    (tmp_path / "a.Q8.gguf").write_bytes(b"GGUF")
+    assert _model_error(pytester, f"hf:{tmp_path}", "--model-args", "gguf_file=c.gguf") == (
+        f"ERROR: --model-args gguf_file='c.gguf': no such file in {tmp_path} (its .gguf files: a.Q8.gguf, b.Q4.gguf)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            "peft=/no/such/adapter",
+            "ERROR: --model-args peft='/no/such/adapter': no such file or folder: /no/such/adapter",
+        ),
+        (
+            "dtype=float33",
+            "ERROR: --model-args dtype='float33': not a dtype the hf backend knows; "
+            "use one of auto, float32, float16, half, bfloat16",
+        ),
+    ],
+)
+def test_bad_model_args_of_a_model_that_exists(pytester: pytest.Pytester, tmp_path, args: str, message: str) -> None:
+    (tmp_path / "config.json").write_text("{}")  # would fail to load, if anything tried
+    assert _model_error(pytester, f"hf:{tmp_path}", "--model-args", args) == message
