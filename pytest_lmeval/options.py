@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 from .cache import default_cache_dir
 from .errors import LmevalError
 from .models.base import ModelSpec, parse_model, parse_model_args
+from .models.known import resolve_known
 from .report.gates import parse_gates_file, parse_threshold
 
 # (flag, ini/dest name, help)
@@ -126,7 +128,7 @@ class RunOptions:
         if self.output_path:
             return Path(self.output_path)
         label = re.sub(r"[^A-Za-z0-9._-]+", "__", self.model.name if self.model else "none")
-        return rootdir / "reports" / label.strip("_") / started.strftime("%Y-%m-%dT%H-%M-%S")
+        return rootdir / "reports" / label.strip("_")[-80:] / started.strftime("%Y-%m-%dT%H-%M-%S")
 
 
 def _raw(config: pytest.Config, name: str) -> tuple[Any, bool]:
@@ -235,7 +237,10 @@ def parse_options(config: pytest.Config) -> RunOptions:
     model = None
     if model_text:
         backend, name = parse_model(str(model_text))
-        model = ModelSpec(backend, name, parse_model_args(model_args_text))
+        args = parse_model_args(model_args_text)
+        if backend == "hf":
+            name, args = resolve_known(name, args)
+        model = ModelSpec(backend, name, args)
     elif model_args_text:
         parse_model_args(model_args_text)  # still report malformed args at once
 
@@ -359,6 +364,22 @@ def parse_options(config: pytest.Config) -> RunOptions:
     )
 
 
+def library_dir() -> Path | None:
+    """The benchmark library installed with the plugin (evals/ of the repository)."""
+    spec = importlib.util.find_spec("pytest_lmeval_evals")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def evals_dirs(config: pytest.Config, options: RunOptions) -> list[Path]:
-    dirs = [config.rootpath / d for d in str(config.getini("lmeval_evals_dir")).split()]
-    return [d for d in dirs if d.is_dir()] + list(options.include_paths)
+    """The installed library, then the project's benchmark folders, then --include-path ones
+    (a later folder's task overrides an earlier one's of the same name)."""
+    library = library_dir()
+    dirs = [library] if library is not None else []
+    dirs += [config.rootpath / d for d in str(config.getini("lmeval_evals_dir")).split()]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and all(d.resolve() != o.resolve() for o in out):
+            out.append(d)
+    return out + list(options.include_paths)

@@ -82,14 +82,13 @@ class LmevalState:
         registry = self.registry
         paths = [Path(a.split("::")[0]) for a in args]
         roots = [r.parent if r.is_file() else r for r in paths]
+        # Benchmark files given on the command line outside the benchmark folders: read now, so
+        # --tasks can name their tasks and an xdist controller (which collects nothing) knows them.
+        for path in paths:
+            if path.exists() and not any(_under(path, d) for d in evals_dirs(self.config, self.options)):
+                registry.scan_python(path, tests_only=True)
         if self.options.tasks:
-            try:
-                self.picked = registry.resolve(self.options.tasks)
-            except LmevalError:  # perhaps declared in a benchmark file given on the command line
-                for path in paths:
-                    if path.exists() and not any(_under(path, d) for d in evals_dirs(self.config, self.options)):
-                        registry.scan_python(path)
-                self.picked = registry.resolve(self.options.tasks)
+            self.picked = registry.resolve(self.options.tasks)
             configs = registry.configs_for(self.picked)  # with the overrides of the groups named
         else:
             configs = {name: cfg for name, cfg in registry.tasks.items() if any(_under(cfg.source, r) for r in roots)}
@@ -195,7 +194,9 @@ class LmevalState:
         return self._cache if self._cache.enabled else None
 
     def output_dir(self) -> Path:
-        return self.options.output_dir(self.config.rootpath, self.started)
+        # reports/ under the folder pytest was started in (not the rootdir, which outside a
+        # project can be the data mirror's folder)
+        return self.options.output_dir(self.config.invocation_params.dir, self.started)
 
 
 def lmeval_ref(item: pytest.Item) -> DocRef | None:

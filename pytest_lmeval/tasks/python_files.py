@@ -26,15 +26,17 @@ class Declared:
     runs: list[str] = field(default_factory=list)  # names the file's @benchmark functions run
 
 
-def is_benchmark_file(path: Path) -> bool:
-    """A Python file that uses the declaration API (cheap: the text is read, nothing imported)."""
+def is_benchmark_file(path: Path, *, tests_only: bool = False) -> bool:
+    """A Python file that uses the declaration API (cheap: the text is read, nothing imported);
+    with `tests_only`, a test file that also applies @benchmark."""
     if path.suffix != ".py" or path.name in ("__init__.py", "conftest.py"):
         return False
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return "import pytest_lmeval" in text or "from pytest_lmeval" in text
+    uses = "import pytest_lmeval" in text or "from pytest_lmeval" in text
+    return uses and (not tests_only or (path.name.startswith("test_") and "benchmark(" in text))
 
 
 def read_benchmark_file(path: Path) -> Declared:

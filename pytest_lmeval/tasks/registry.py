@@ -60,11 +60,12 @@ class Registry:
             self._add_task(data, path, root)
         # YAML with neither key is an include-only fragment (e.g. _default_template_yaml).
 
-    def scan_python(self, folder: Path) -> None:
-        """The tasks and groups the benchmark files under `folder` declare in Python."""
-        files = [folder] if folder.is_file() else sorted(folder.rglob("*.py"))
+    def scan_python(self, folder: Path, *, tests_only: bool = False) -> None:
+        """The tasks and groups the Python files under `folder` declare (with `tests_only`, only
+        test files with a @benchmark: a folder of other tests is not imported)."""
+        files = [folder] if folder.is_file() else sorted(folder.rglob("test_*.py" if tests_only else "*.py"))
         for path in files:
-            if not is_benchmark_file(path):
+            if not is_benchmark_file(path, tests_only=tests_only):
                 continue
             found = read_benchmark_file(path)
             root = folder if folder.is_dir() else folder.parent
@@ -171,7 +172,7 @@ class Registry:
     def _unknown(self, name: str) -> LmevalError:
         hint = close_matches(name, self.names)
         if self.catalogue is None and lm_eval_tasks_dir() is None and not hint:
-            hint = " (install lm-eval to reach the tasks of its catalogue)"
+            hint = " (tasks of lm-eval's catalogue need the extra: pip install \"pytest-lmeval[catalogue]\")"
         return LmevalError(f"unknown task {name!r}{hint}")
 
     def _members(self, group: GroupConfig) -> list[tuple[str, dict[str, Any]]]:
