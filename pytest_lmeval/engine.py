@@ -149,6 +149,8 @@ def run_requests(
                     answers.update(completed)  # keep what the backend finished before giving up
                     if cache is not None and completed:
                         cache.store(completed)
+                    if not policy.ignore_errors:  # the others were not answered either: not run
+                        failed = failed[:1]
                     answers.update((r, Unanswered(reason)) for r in failed)
                     stats.failed += len(failed)
                     if not policy.ignore_errors:

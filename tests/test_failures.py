@@ -159,6 +159,53 @@ def test_ignore_errors_fails_only_the_documents_whose_requests_keep_failing(pyte
     assert doc["engine"]["failed_requests"] == 4 and doc["engine"]["computed"] == 36
 
 
+OOM_CONFTEST = """\
+import torch
+
+from pytest_lmeval.models.dummy import DummyBackend
+
+original = DummyBackend.loglikelihood
+calls = []
+
+
+def loglikelihood(self, requests, progress):
+    calls.append(len(requests))
+    if len(calls) == 2:  # what the hf backend raises once it cannot halve its batch any more
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    return original(self, requests, progress)
+
+
+DummyBackend.loglikelihood = loglikelihood
+"""
+
+
+def test_out_of_memory_at_batch_size_1_stops_with_the_scored_part_written(pytester) -> None:
+    """150 documents x 4 choices: the first chunk of 512 answers is computed, the second runs
+    out of memory. The 128 documents answered are written, the other 22 listed."""
+    _project(pytester.path, n_docs=150)
+    conftest = pytester.path / "conftest.py"
+    conftest.write_text(OOM_CONFTEST)
+    args = ("evals", "-p", "no:cacheprovider", "--model", "dummy:d", "--data-dir", "data", "--cache-dir", "cache")
+    res = pytester.runpytest_subprocess(*args, "--output-path", "oom")
+    assert res.ret == pytest.ExitCode.INTERRUPTED
+    res.stdout.fnmatch_lines(
+        ["lmeval: stopped at a loglikelihood request of document mc_task-*: out of memory with no smaller batch "
+         "left (CUDA out of memory. Tried to allocate 2.00 GiB (injected))"]
+    )  # fmt: skip
+    doc = _results(pytester.path / "oom")
+    assert doc["partial"] is True and doc["n-samples"]["mc_task"]["effective"] == 128
+    assert [e["status"] for e in doc["not_scored"]] == ["error"] + ["not run"] * 21
+
+    conftest.unlink()  # more memory: the rerun computes the second chunk only
+    rerun = pytester.runpytest_subprocess(*args, "--output-path", "rerun")
+    assert rerun.ret == 0
+    again = _results(pytester.path / "rerun")
+    assert again["engine"]["from_cache"] == 512 and again["engine"]["computed"] == 600 - 512
+    whole = pytester.runpytest_subprocess(*args[:-2], "--no-cache", "--output-path", "whole")
+    assert whole.ret == 0
+    _same(again, _results(pytester.path / "whole"))
+
+
 # -- a broken checkpoint ---------------------------------------------------------------------
 def test_nan_log_likelihoods_leave_the_document_unscored(pytester, tiny_model: Path) -> None:
     """The embedding of "~" (a byte token only document 2's question contains) is NaN: that
