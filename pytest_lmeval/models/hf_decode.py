@@ -140,7 +140,7 @@ class Decoder:
         cache = mask = None
         out: list[list[int] | None] = [None] * len(prompts)
         while waiting or running:
-            if waiting and self._should_admit(running):
+            if waiting and self._should_admit(running, waiting[0]):
                 joining = self._take(waiting, running)
                 cache, mask = self._admit(joining, running, cache, mask)
                 running += joining
@@ -159,11 +159,14 @@ class Decoder:
         return out  # type: ignore[return-value]
 
     # -- scheduling ---------------------------------------------------------------------------
-    def _should_admit(self, running: list[_Row]) -> bool:
-        """Join waiting rows when the batch is empty or a quarter of its places are free: each
-        join is one more prefill pass and a copy of the running cache."""
+    def _should_admit(self, running: list[_Row], first: _Row) -> bool:
+        """Join waiting rows when the batch is empty, or when a quarter of its places are free
+        and the next row's KV cache fits the budget: each join is one more prefill pass and a
+        copy of the running cache."""
+        if not running:
+            return True
         free = self.max_rows - len(running)
-        return not running or free >= max(1, self.max_rows // 4)
+        return free >= max(1, self.max_rows // 4) and self._cost(running + [first]) <= self.budget
 
     def _cost(self, rows: list[_Row]) -> int:
         width = max(len(r.tokens) for r in rows) + self.max_toks

@@ -1,0 +1,133 @@
+"""Fast generation gives the texts of the plain path (transformers `generate`, one prompt at a
+time), text for text: continuous batching (rows leave at their stop, waiting rows join), a
+memory-sized batch, and a shared few-shot prefix prefilled once or not at all. On the tiny
+random model, and on the real SmolLM2-135M for a few gsm8k and gsm8k_cot documents.
+No timing here: speed is measured in benchmarks/generation_parity.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from pytest_lmeval.models import hf_generate  # noqa: E402
+from pytest_lmeval.models.base import ModelSpec  # noqa: E402
+from pytest_lmeval.models.hf import HFBackend  # noqa: E402
+from pytest_lmeval.models.prefix_plan import generation_prefixes  # noqa: E402
+from pytest_lmeval.requests import Request  # noqa: E402
+
+MIRROR = Path(__file__).parent / "data" / "mirror" / "openai" / "gsm8k" / "main"
+FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
+TAILS = ["The quick brown", "Science questions", "water", "Paris and the", "A B C D", "the sun", "energy", "yes no"]
+UNTIL = ["ow D", "EE", " What", "\n\n"]
+
+
+def _backend(folder: Path | str, batch_size: int | str, **args: Any) -> HFBackend:
+    return HFBackend(ModelSpec("hf", str(folder), args), device="cpu", batch_size=batch_size)
+
+
+def _plain(backend: HFBackend, reqs: list[Request], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The previous path: transformers' generate, one request at a time."""
+    with monkeypatch.context() as m:
+        m.setattr(hf_generate, "_decodes_itself", lambda *a: False)
+        return [text for req in reqs for text in backend.generate_until([req], lambda n: None)]
+
+
+def test_generation_prefixes_group_prompts_by_their_shared_block() -> None:
+    block = tuple(range(100, 140))
+    rows = [block + (1, 2), block + (3,), (7,) * 50, block + (1, 5, 6)]
+    got = generation_prefixes(rows, min_saved=32)
+    assert [n for n, _ in got] == [40, 40, 0, 40]  # one token short of the shortest: 41 - 1
+    assert got[0][1] == got[1][1] == got[3][1] != got[2][1]
+    assert [n for n, _ in generation_prefixes(rows[:2], min_saved=1000)] == [0, 0]  # saves too little
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+@pytest.mark.parametrize("batch_size", [3, "auto"])
+def test_continuous_batches_equal_one_at_a_time(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int | str, reuse: bool
+) -> None:
+    reqs = [Request.generate_until(FEWSHOT + "Question: " + t, {"until": UNTIL, "max_gen_toks": 40}) for t in TAILS]
+    reqs.append(Request.generate_until("A B C", {"until": UNTIL, "max_gen_toks": 40}))  # no shared block
+    want = _plain(_backend(tiny_model, 1), reqs, monkeypatch)
+    assert len(set(want)) > 3  # the rows do write different texts, stopping at different points
+    backend = _backend(tiny_model, batch_size, prefix_reuse=reuse)
+    rows: list[int] = []
+    backend.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: rows.append(int((args[0] if args else kwargs["input_ids"]).shape[0])),
+        with_kwargs=True,
+    )
+    assert backend.generate_until(reqs, lambda n: None) == want
+    if batch_size == 3:
+        assert max(rows) == 3  # never more rows than the batch size, so rows joined as others left
+    counts = backend.token_counts()
+    if reuse:  # the few-shot block ran once, not once per prompt
+        assert counts["forward_tokens"] < counts["tokens"] - (len(TAILS) - 2) * len(FEWSHOT) // 4
+
+
+def test_decoder_batch_is_sized_by_kv_memory(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for two rows' KV cache, two rows decode together, whatever the batch size."""
+    from pytest_lmeval.models import hf_decode
+
+    backend = _backend(tiny_model, 64)
+    per_row = hf_decode.kv_bytes_per_token(backend.model) * (len(backend.tok_encode(FEWSHOT)) + 8 + 20)
+    monkeypatch.setattr(hf_generate, "memory_budget", lambda device: 2 * per_row)
+    rows: list[int] = []
+    backend.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: rows.append(int((args[0] if args else kwargs["input_ids"]).shape[0])),
+        with_kwargs=True,
+    )
+    reqs = [Request.generate_until(FEWSHOT + t, {"until": [], "max_gen_toks": 20}) for t in TAILS[:5]]
+    backend.generate_until(reqs, lambda n: None)
+    assert max(rows) == 2
+
+
+# -- the real model --------------------------------------------------------------------------
+
+
+def _rows(split: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (MIRROR / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _gsm8k_requests(docs: int, max_toks: int) -> list[Request]:
+    """gsm8k 5-shot ("Question:/Answer:") and an 8-shot chain-of-thought layout ("Q:/A:"),
+    built from the test mirror's rows as the tasks build them."""
+    train, test = _rows("train"), _rows("test")[:docs]
+    five = "".join(f"Question: {d['question']}\nAnswer: {d['answer']}\n\n" for d in train[:5])
+    eight = "".join(f"Q: {d['question']}\nA: {d['answer'].split('####')[-1].strip()}\n\n" for d in train[:8])
+    stops = ["</s>", "<|im_end|>"]
+    return [
+        *[
+            Request.generate_until(
+                five + f"Question: {d['question']}\nAnswer:", {"until": ["Question:", *stops], "max_gen_toks": max_toks}
+            )
+            for d in test
+        ],
+        *[
+            Request.generate_until(
+                eight + f"Q: {d['question']}\nA:", {"until": ["Q:", "\n\n", *stops], "max_gen_toks": max_toks}
+            )
+            for d in test
+        ],
+    ]
+
+
+def test_smollm2_gsm8k_texts_equal_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real SmolLM2 (loaded from its one-time GGUF conversion): 3 gsm8k and 3 gsm8k_cot
+    documents, 32 tokens each, batched with and without prefix reuse, text for text."""
+    from real_model import GGUF, smollm2_dir
+
+    folder = smollm2_dir()
+    reqs = _gsm8k_requests(3, 32)
+    plain = _backend(folder, 1, gguf_file=GGUF)
+    want = _plain(plain, reqs, monkeypatch)
+    assert all(want)
+    for reuse in (True, False):
+        plain.scorer.prefix_reuse = reuse  # the same loaded model, batched as `auto` would
+        plain.batch_size = "auto"
+        assert plain.generate_until(reqs, lambda n: None) == want, reuse
