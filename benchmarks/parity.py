@@ -162,7 +162,7 @@ def main() -> int:
                 link = args.data_dir / split.relative_to(root)
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.unlink(missing_ok=True)
-                link.symlink_to(split)
+                link.symlink_to(split.resolve())
     model_args = f"pretrained={args.model_dir}" + (f",gguf_file={args.gguf}" if args.gguf else "")
     our_args = f"gguf_file={args.gguf}" if args.gguf else ""
     wanted = set(args.jobs.split(","))

@@ -105,12 +105,7 @@ class Doc(Mapping[str, Any]):
     def answer(self) -> Any:
         """Generation: the generated text (the first repeat). Multiple choice: the choice the
         model finds most likely. Otherwise the first raw answer."""
-        first = self.responses[0]
-        if self.work.choices and self.task.config.output_type == "multiple_choice":
-            lls = [float(r[0]) for r in self.responses[: len(self.responses) - self.work.unconditional]]
-            best = max(range(len(lls)), key=lls.__getitem__)
-            return self.work.choices[best] if not self.task.multiple_input else best
-        return first
+        return self.task.output.answer(self.task, self.work, self.responses)
 
     # -- scores -------------------------------------------------------------------------------
     def score(self) -> dict[str, Any]:

@@ -31,19 +31,6 @@ METRICS: dict[str, tuple[str, bool]] = {
     "bits_per_byte": ("bits_per_byte", False),
     "pass_rate": ("mean", True),  # the share of documents whose benchmark body passed
 }
-DEFAULT_METRICS = {
-    "loglikelihood": ("perplexity", "acc"),
-    "loglikelihood_rolling": ("word_perplexity", "byte_perplexity", "bits_per_byte"),
-    "multiple_choice": ("acc", "acc_norm"),
-    "generate_until": ("exact_match",),
-}
-# What each output type can compute itself (a task's process_results may return anything).
-BUILTIN_METRICS = {
-    "loglikelihood": ("perplexity", "acc"),
-    "loglikelihood_rolling": ("word_perplexity", "byte_perplexity", "bits_per_byte"),
-    "multiple_choice": ("acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match", "likelihood"),
-    "generate_until": ("exact_match",),
-}
 
 
 def gold_index(target: Any, choices: Sequence[str]) -> int:

@@ -45,3 +45,20 @@ class Request:
 # What a backend returns for each kind: loglikelihood -> (logprob, is_greedy);
 # loglikelihood_rolling -> logprob (float); generate_until -> generated text (str).
 Response = Any
+
+
+@dataclass(frozen=True)
+class DocRequests:
+    """What one document asks of the model, and what scoring needs besides the answers.
+
+    For a generative task with `repeats: K`, `requests` holds the K requests of its one
+    instance (identical when decoding is greedy, so they are computed once)."""
+
+    task: str
+    doc_id: int
+    requests: tuple[Request, ...]
+    choices: tuple[str, ...]
+    target: Any
+    gold: Any = None  # multiple-input tasks: the index of the right context
+    prompt: str = ""  # the (first) context, for samples' prompt_hash
+    unconditional: int = 0  # trailing ("", choice) requests for acc_mutual_info

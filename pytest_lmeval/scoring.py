@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
 from .filters import DEFAULT_FILTER
 from .requests import Request, Response
 from .tasks import DocRequests, Task
@@ -56,7 +55,6 @@ class ScoredDoc:
         return None
 
 
-
 def _plain(value: Any) -> Any:
     """JSON-ready: numpy scalars to Python, tuples (weighted metrics) to lists."""
     if isinstance(value, np.generic):
@@ -66,47 +64,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _instances(task: Task, work: DocRequests, responses: list[Response]) -> list[list[Response]]:
-    """lm-eval's instances: a generative document is one instance answered `repeats` times;
-    every other request is its own instance with one answer."""
-    if task.config.output_type == "generate_until":
-        return [list(responses)]
-    return [[r] for r in responses]
-
-
 def _compute(task: Task, work: DocRequests, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    """lm-eval's ConfigurableTask.process_results on one filter's values."""
+    """lm-eval's ConfigurableTask.process_results on one filter's values: a process_results
+    helper's metrics, else the output type's built-in ones and the metrics written as
+    functions of the document and the answer."""
     cfg = task.config
     if cfg.process_results is not None:
         out = cfg.process_results(doc, results)
         if not isinstance(out, dict):
             raise TypeError(f"process_results must return a dict of metrics, got {type(out).__name__}")
         return {k: _plain(v) for k, v in out.items()}
-    wanted = [m for m in cfg.metrics if cfg.metric_function(m) is None]
     written = {m: cfg.metric_function(m) for m in cfg.metrics if cfg.metric_function(m) is not None}
-    if cfg.output_type == "multiple_choice":
-        n = len(results) - work.unconditional
-        lls = [float(r[0]) for r in results[:n]]
-        greedy = [bool(r[1]) for r in results[:n]]
-        unconditional = [float(r[0]) for r in results[n:]] if work.unconditional else None
-        target = work.gold if task.multiple_input else work.target
-        out = metrics.score_multiple_choice(
-            lls, work.choices, target, wanted, greedy=greedy, unconditional=unconditional
-        )
-        answer: Any = lls
-    elif cfg.output_type == "loglikelihood":
-        ll, greedy = results[0]
-        out = metrics.score_loglikelihood(float(ll), bool(greedy), wanted)
-        answer = (float(ll), bool(greedy))
-    elif cfg.output_type == "loglikelihood_rolling":
-        out = metrics.score_rolling(float(results[0]), work.target, wanted)
-        answer = float(results[0])
-    else:
-        gold = work.target
-        if cfg.doc_to_choice is not None:
-            gold = work.choices[gold] if work.choices else gold
-        out = {m: metrics.score_generation(results[0], gold, m, cfg.metric_options(m)) for m in wanted}
-        answer = results[0]
+    builtin = [m for m in cfg.metrics if m not in written]
+    out, answer = task.output.compute(task, work, results, builtin)
     for name, fn in written.items():
         out[name] = _plain(fn(doc, answer))
     return out
@@ -115,7 +85,7 @@ def _compute(task: Task, work: DocRequests, doc: dict[str, Any], results: list[A
 def score(task: Task, work: DocRequests, answers: dict[Request, Response], log_sample: bool) -> ScoredDoc:
     responses = [answers[r] for r in work.requests]
     doc = task.docs[work.doc_id]
-    instances = _instances(task, work, responses)
+    instances = task.output.instances(responses)
     values: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     for pipeline in task.config.filters:
@@ -148,7 +118,7 @@ def sample_record(
 ) -> dict[str, Any]:
     """One line of samples/<task>.jsonl, in lm-eval's sample schema (as its tracker writes it)."""
     doc = task.docs[work.doc_id]
-    requests = [work.requests[0]] if task.config.output_type == "generate_until" else list(work.requests)
+    requests = task.output.sample_requests(work)
     arguments = {}
     for i, req in enumerate(requests):
         args = (req.args[0], req.gen_kwargs) if req.kind == "generate_until" else req.args

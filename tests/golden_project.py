@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+from benchmark_source import benchmark_source  # noqa: E402
 
 TASK_YAML = """\
 task: {name}
@@ -40,7 +41,7 @@ aggregate_metric_list:
     weight_by_size: true
 """
 
-TEST_FILE = "import pytest_lmeval as lm\n\n\n@lm.benchmark('golden')\ndef test_golden(doc):\n    doc.score()\n"
+TEST_FILE = benchmark_source("golden", "golden")
 
 # (right in the first run, right in the second) per document
 Outcomes = list[tuple[bool, bool]]

@@ -31,3 +31,21 @@ def merged_mirror(target: Path, *, shared: bool = True) -> Path:
                 link.unlink()
             link.symlink_to(split)
     return target
+
+
+class LibraryTasks:
+    """Task configs by name: our declarations in evals/, and lm-eval's catalogue for what evals/
+    does not define (bbh: the same YAML read by both harnesses). `tasks[name]` reads like a
+    registry's, with the overrides of nothing."""
+
+    def __init__(self) -> None:
+        from pytest_lmeval.tasks import Registry
+
+        self.registry = Registry.scan([ROOT / "evals"], lm_eval_catalogue=True)
+
+    @property
+    def tasks(self) -> LibraryTasks:
+        return self
+
+    def __getitem__(self, name: str):
+        return self.registry.configs_for([name])[name]

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from benchmark_source import benchmark_source  # noqa: E402
 
 TASK_YAML = """\
 task: {name}
@@ -43,7 +44,7 @@ metadata:
   version: 3
 """
 
-TEST_FILE = "import pytest_lmeval as lm\n\n\n@lm.benchmark('quiz')\ndef test_quiz(doc):\n    doc.score()\n"
+TEST_FILE = benchmark_source("quiz", "quiz")
 
 # (row, acc, acc_norm) with the dummy model, by the rule above.
 QUIZ_A = [

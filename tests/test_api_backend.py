@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from benchmark_source import benchmark_source  # noqa: E402
 from openai_server import ModelService, OpenAIServer
 from tiny_model import build_tiny_model
 
@@ -218,7 +219,7 @@ N_DOCS = 10
 def _project(root: Path) -> None:
     (root / "evals" / "mc").mkdir(parents=True)
     (root / "evals" / "mc" / "mc.yaml").write_text(TASK_YAML)
-    (root / "evals" / "mc" / "test_mc.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('mc_task')\ndef test_mc(doc):\n    doc.score()\n")
+    (root / "evals" / "mc" / "test_mc.py").write_text(benchmark_source("mc", "mc_task"))
     (root / "pytest.ini").write_text("[pytest]\nlmeval_evals_dir = evals\n")
     data = root / "data" / "local" / "mc" / "default"
     data.mkdir(parents=True)

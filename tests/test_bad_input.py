@@ -8,6 +8,7 @@ plugin tried to load it, the error would be a different one, and "loading" would
 from __future__ import annotations
 
 import pytest
+from benchmark_source import benchmark_source  # noqa: E402
 from mirror import ROOT
 from quiz_project import TASK_YAML, error_lines, run, write_quiz, write_rows
 
@@ -27,7 +28,7 @@ def _task(pytester: pytest.Pytester, name: str, text: str) -> None:
     folder = pytester.path / "evals" / name
     folder.mkdir(parents=True)
     (folder / f"{name}.yaml").write_text(text)
-    (folder / f"test_{name}.py").write_text(f"import pytest_lmeval as lm\n\n\n@lm.benchmark({name!r})\ndef test_{name}(doc):\n    doc.score()\n")
+    (folder / f"test_{name}.py").write_text(benchmark_source(name, name))
 
 
 def test_unknown_task_suggests_close_matches(pytester: pytest.Pytester) -> None:

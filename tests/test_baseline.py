@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from fractions import Fraction
 
 import pytest
+from benchmark_source import benchmark_source  # noqa: E402
 from golden_project import flipped, has_lines, read_json, run, use_variant, write_project
 from scipy import stats
 
@@ -214,7 +215,7 @@ def test_perplexity_is_compared_by_paired_bootstrap_in_its_own_units(pytester: p
     second run mean a higher perplexity, a drop for a lower-is-better metric."""
     folder = pytester.path / "evals" / "cloze"
     folder.mkdir(parents=True)
-    (folder / "test_cloze.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('cloze')\ndef test_cloze(doc):\n    doc.score()\n")
+    (folder / "test_cloze.py").write_text(benchmark_source("cloze", "cloze"))
     data = pytester.path / "data" / "local" / "cloze" / "default" / "test.jsonl"
     data.parent.mkdir(parents=True)
     rows = [(f"q{i}", "x" * (1 + i % 3), "x" * (2 + i % 3)) for i in range(30)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from lmeval_ref import lm_eval_tasks_dir, lm_task, lmeval_mirror
-from mirror import ROOT, shared_mirror
+from mirror import LibraryTasks, shared_mirror
 
 from pytest_lmeval.tasks import Registry, Task
 
@@ -30,8 +30,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.scan([ROOT / "evals"])
+def registry() -> LibraryTasks:
+    return LibraryTasks()
 
 
 @pytest.mark.parametrize(("name", "folder", "shots", "answer"), CASES, ids=[f"{c[0]}-{c[2]}shot" for c in CASES])

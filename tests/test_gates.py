@@ -7,6 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from benchmark_source import benchmark_source  # noqa: E402
 from golden_project import accuracy, has_lines, read_json, run, write_project
 
 # golden_a: 10 documents, 6 right; golden_b: 6 documents, 3 right (first run's variant)
@@ -222,7 +223,7 @@ def test_item_outcome_correct_for_generation_and_metrics_without_a_right_answer(
     folder.mkdir(parents=True)
     (folder / "echo.yaml").write_text(GEN_YAML)
     (folder / "pages.yaml").write_text(ROLLING_YAML)
-    (folder / "test_echo.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('echo', 'pages')\ndef test_echo(doc):\n    doc.score()\n")
+    (folder / "test_echo.py").write_text(benchmark_source("echo", "echo", "pages"))
     data = pytester.path / "data" / "local" / "echo" / "default"
     data.mkdir(parents=True)
     docs = [{"q": "first", "say": "4", "answer": "4"}, {"q": "second", "say": "5", "answer": "6"}]

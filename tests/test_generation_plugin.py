@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from benchmark_source import benchmark_source  # noqa: E402
 from mirror import ROOT, merged_mirror, shared_mirror  # noqa: E402
 
 # Imported once here: pytester's in-process runs drop modules first imported inside them, and
@@ -65,7 +66,7 @@ def _project(root: Path, tasks: dict[str, str], rows: dict[str, list[dict]]) -> 
         folder = root / "evals" / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.yaml").write_text(text)
-        (folder / f"test_{name}.py").write_text(f"import pytest_lmeval as lm\n\n\n@lm.benchmark({name!r})\ndef test_{name}(doc):\n    doc.score()\n")
+        (folder / f"test_{name}.py").write_text(benchmark_source(name, name))
     for dataset, split_rows in rows.items():
         data = root / "data" / dataset / "default"
         data.mkdir(parents=True, exist_ok=True)

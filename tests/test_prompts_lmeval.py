@@ -17,10 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lmeval_ref import hf_chat_template, lm_eval_tasks_dir, lm_requests, lm_task, lmeval_mirror  # noqa: E402
-from mirror import ROOT, merged_mirror, shared_mirror  # noqa: E402
+from mirror import LibraryTasks, merged_mirror, shared_mirror  # noqa: E402
 
 from pytest_lmeval.chat import ChatTemplate  # noqa: E402
-from pytest_lmeval.tasks import Registry, Task  # noqa: E402
+from pytest_lmeval.tasks import Task  # noqa: E402
 from pytest_lmeval.tasks.prompts import PLAIN, PromptStyle  # noqa: E402
 
 pytest.importorskip("lm_eval")
@@ -39,24 +39,9 @@ def mirror(tmp_path_factory) -> Path:
     return merged_mirror(tmp_path_factory.mktemp("mirror"))
 
 
-class _Tasks:
-    """Our declarations in evals/, and lm-eval's catalogue for what evals/ does not define
-    (bbh: the same YAML read by both harnesses)."""
-
-    def __init__(self) -> None:
-        self.registry = Registry.scan([ROOT / "evals"], lm_eval_catalogue=True)
-
-    @property
-    def tasks(self) -> _Tasks:
-        return self
-
-    def __getitem__(self, name: str):
-        return self.registry.configs_for([name])[name]
-
-
 @pytest.fixture(scope="module")
-def registry() -> _Tasks:
-    return _Tasks()
+def registry() -> LibraryTasks:
+    return LibraryTasks()
 
 
 @pytest.fixture(scope="module")

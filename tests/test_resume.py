@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark_source import benchmark_source  # noqa: E402
+
 N_DOCS = 400  # x 4 choices = 1600 requests: several cache chunks
 
 TASK_YAML = """\
@@ -30,7 +32,7 @@ metric_list:
 def _project(tmp: Path) -> Path:
     (tmp / "evals" / "resume").mkdir(parents=True)
     (tmp / "evals" / "resume" / "resume.yaml").write_text(TASK_YAML)
-    (tmp / "evals" / "resume" / "test_resume.py").write_text("import pytest_lmeval as lm\n\n\n@lm.benchmark('resume_task')\ndef test_resume(doc):\n    doc.score()\n")
+    (tmp / "evals" / "resume" / "test_resume.py").write_text(benchmark_source("resume", "resume_task"))
     (tmp / "pytest.ini").write_text("[pytest]\nlmeval_evals_dir = evals\n")
     data = tmp / "data" / "local" / "resume" / "default"
     data.mkdir(parents=True)

@@ -17,12 +17,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lmeval_ref import lm_eval_tasks_dir, lm_task, lmeval_mirror  # noqa: E402
-from mirror import ROOT, merged_mirror, shared_mirror  # noqa: E402
+from mirror import LibraryTasks, merged_mirror, shared_mirror  # noqa: E402
 
 from pytest_lmeval import metrics  # noqa: E402
 from pytest_lmeval.requests import Request  # noqa: E402
 from pytest_lmeval.scoring import score  # noqa: E402
-from pytest_lmeval.tasks import Registry, Task  # noqa: E402
+from pytest_lmeval.tasks import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")
 from lm_eval.api.metrics import bits_per_byte, exact_match_hf_evaluate, weighted_perplexity  # noqa: E402
@@ -69,8 +69,8 @@ def mirror(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.scan([ROOT / "evals"])
+def registry() -> LibraryTasks:
+    return LibraryTasks()
 
 
 CASES = [

@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from mirror import LibraryTasks
 
 from pytest_lmeval import metrics
 from pytest_lmeval.models.base import ModelSpec
 from pytest_lmeval.models.hf import HFBackend
-from pytest_lmeval.tasks import Registry, Task
+from pytest_lmeval.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((Path(__file__).parent / "data" / "lmeval_reference.json").read_text())
@@ -48,8 +49,8 @@ def backend(smollm2) -> HFBackend:
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.scan([ROOT / "evals"])
+def registry() -> LibraryTasks:
+    return LibraryTasks()
 
 
 @pytest.mark.parametrize("case", REFERENCE["cases"], ids=lambda c: f"{c['task']}-{c['num_fewshot']}shot")

@@ -72,10 +72,7 @@ def _versions() -> dict[str, str]:
 def _task_config(task: Task) -> dict[str, Any]:
     """The task's config as it ran: its n-shot, and its generation arguments with --gen-kwargs
     merged in (lm-eval shows them so)."""
-    out = {**task.config.to_record(), "num_fewshot": task.num_fewshot}
-    if task.config.output_type == "generate_until":
-        out["generation_kwargs"] = task.generation_kwargs
-    return out
+    return {**task.config.to_record(), "num_fewshot": task.num_fewshot, **task.output.run_config(task)}
 
 
 def _group_higher_is_better(group: str, results: Results, tasks: dict[str, Task], registry: Registry) -> dict:

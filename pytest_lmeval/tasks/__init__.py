@@ -1,7 +1,8 @@
 """Task declarations (lm-eval YAML), data loading, prompts and the task registry."""
 
+from ..requests import DocRequests
 from .config import GroupConfig, TaskConfig
 from .registry import Registry
-from .task import DocRequests, Task
+from .task import Task
 
 __all__ = ["DocRequests", "GroupConfig", "Registry", "Task", "TaskConfig"]

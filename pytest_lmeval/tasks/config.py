@@ -9,10 +9,9 @@ from typing import Any
 from .. import metrics as metric_fns
 from ..errors import LmevalError
 from ..filters import FilterPipeline, build_pipelines
+from ..outputs import output_type
 from .sources import Hub, Source
 
-OUTPUT_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until")
-SUPPORTED_OUTPUT_TYPES = OUTPUT_TYPES
 # lm-eval YAML keys for features pytest-lmeval does not have: named in a clear error.
 _UNSUPPORTED_KEYS = {
     "class": "Python-defined tasks ('class:')",
@@ -104,7 +103,7 @@ class TaskConfig:
     @property
     def metrics(self) -> list[str]:
         names = [m["metric"] for m in self.metric_list] if self.metric_list else []
-        return names or list(metric_fns.DEFAULT_METRICS.get(self.output_type, ()))
+        return names or list(output_type(self.output_type).default_metrics)
 
     def _metric_entry(self, metric: str) -> dict[str, Any]:
         return next((m for m in self.metric_list if m.get("metric") == metric), {})
@@ -191,32 +190,27 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
         if kwargs.get(key) is None:
             kwargs.pop(key, None)  # an explicit null means the default
     cfg = TaskConfig(task=name, source=source, extra=extra, **kwargs)
-    if cfg.output_type not in OUTPUT_TYPES:
-        raise LmevalError(f"{source}: task {name!r}: unknown output_type {cfg.output_type!r}")
-    if cfg.output_type not in SUPPORTED_OUTPUT_TYPES:
-        raise LmevalError(
-            f"{source}: task {name!r}: output_type {cfg.output_type!r} is not supported yet "
-            f"(supported: {', '.join(SUPPORTED_OUTPUT_TYPES)})"
-        )
-    if cfg.doc_to_text is None and cfg.output_type != "loglikelihood_rolling":
-        raise LmevalError(f"{source}: task {name!r}: doc_to_text is required")
-    if cfg.output_type == "multiple_choice" and cfg.doc_to_choice is None:
-        raise LmevalError(f"{source}: task {name!r}: multiple_choice needs doc_to_choice")
+    where = f"{source}: task {name!r}"
+    kind = output_type(cfg.output_type, where)
+    if cfg.doc_to_text is None and kind.needs_prompt:
+        raise LmevalError(f"{where}: doc_to_text is required")
+    kind.check(cfg, where)
     if cfg.dataset_path is None and cfg.data is None:
-        raise LmevalError(f"{source}: task {name!r}: dataset_path is required")
+        raise LmevalError(f"{where}: dataset_path is required")
     if not isinstance(cfg.repeats, int) or cfg.repeats < 1:
-        raise LmevalError(f"{source}: task {name!r}: repeats must be a whole number >= 1, got {cfg.repeats!r}")
+        raise LmevalError(f"{where}: repeats must be a whole number >= 1, got {cfg.repeats!r}")
     if cfg.process_results is not None and not callable(cfg.process_results):
-        raise LmevalError(f"{source}: task {name!r}: process_results must be a !function helper")
+        raise LmevalError(f"{where}: process_results must be a !function helper")
     _check_metrics(cfg)
-    cfg.generation_kwargs = _generation_kwargs(cfg)
+    cfg.generation_kwargs = kind.generation_kwargs(cfg)
     cfg.filters = build_pipelines(cfg.filter_list, source, name)
     return cfg
 
 
 def _check_metrics(cfg: TaskConfig) -> None:
     where = f"{cfg.source}: task {cfg.task!r}"
-    known = metric_fns.BUILTIN_METRICS[cfg.output_type]
+    kind = output_type(cfg.output_type)
+    known = kind.builtin_metrics
     for entry in cfg.metric_list:
         if isinstance(entry, dict) and callable(entry.get("fn")):
             continue  # a Python metric: any output type
@@ -238,26 +232,7 @@ def _check_metrics(cfg: TaskConfig) -> None:
                 f"{where}: metric {metric!r}: aggregation {aggregation!r} is not supported "
                 f"(supported: {', '.join(metric_fns.AGGREGATIONS)})"
             )
-        if metric == "exact_match" and cfg.output_type == "generate_until":
-            unknown = set(entry) - _METRIC_ENTRY_KEYS - set(metric_fns.EXACT_MATCH_OPTIONS)
-            if unknown:
-                raise LmevalError(f"{where}: exact_match does not take {sorted(unknown)}")
-
-
-def _generation_kwargs(cfg: TaskConfig) -> dict[str, Any] | None:
-    """lm-eval's TaskConfig.__post_init__: temperature as a float; `until` defaults to the
-    few-shot delimiter; a generative task without any gets greedy decoding to that delimiter."""
-    if cfg.output_type != "generate_until":
-        return cfg.generation_kwargs
-    if cfg.generation_kwargs is None:
-        return {"temperature": 0.0, "do_sample": False, "max_gen_toks": 256, "until": [cfg.fewshot_delimiter]}
-    if not isinstance(cfg.generation_kwargs, dict):
-        raise LmevalError(f"{cfg.source}: task {cfg.task!r}: generation_kwargs must be a mapping")
-    kwargs = dict(cfg.generation_kwargs)
-    if "temperature" in kwargs:
-        kwargs["temperature"] = float(kwargs["temperature"])
-    kwargs.setdefault("until", [cfg.fewshot_delimiter])
-    return kwargs
+        kind.check_metric(entry, where)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ class Registry:
     def _unknown(self, name: str) -> LmevalError:
         hint = close_matches(name, self.names)
         if self.catalogue is None and lm_eval_tasks_dir() is None and not hint:
-            hint = " (tasks of lm-eval's catalogue need the extra: pip install \"pytest-lmeval[catalogue]\")"
+            hint = ' (tasks of lm-eval\'s catalogue need the extra: pip install "pytest-lmeval[catalogue]")'
         return LmevalError(f"unknown task {name!r}{hint}")
 
     def _members(self, group: GroupConfig) -> list[tuple[str, dict[str, Any]]]:

@@ -16,44 +16,20 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import LmevalError
-from ..requests import Request
+from ..outputs import output_type
+from ..requests import DocRequests
 from . import templates
 from .config import TaskConfig
 from .data import apply_process_docs
 from .prompts import PLAIN, Message, PromptStyle, maybe_delimit, qa_turn
 
 
-@dataclass(frozen=True)
-class DocRequests:
-    """What one document asks of the model, and what scoring needs besides the answers.
-
-    For a generative task with `repeats: K`, `requests` holds the K requests of its one
-    instance (identical when decoding is greedy, so they are computed once)."""
-
-    task: str
-    doc_id: int
-    requests: tuple[Request, ...]
-    choices: tuple[str, ...]
-    target: Any
-    gold: Any = None  # multiple-input tasks: the index of the right context
-    prompt: str = ""  # the (first) context, for samples' prompt_hash
-    unconditional: int = 0  # trailing ("", choice) requests for acc_mutual_info
-
-
 def _ends_with_whitespace(text: str | None) -> bool:
     return bool(text) and text[-1].isspace()
-
-
-def is_sampling(gen_kwargs: dict[str, Any]) -> bool:
-    """lm-eval's rule: do_sample when given, else sampling exactly when temperature > 0."""
-    if gen_kwargs.get("do_sample") is not None:
-        return bool(gen_kwargs["do_sample"])
-    return float(gen_kwargs.get("temperature", 0.0) or 0.0) > 0.0
 
 
 class Task:
@@ -78,9 +54,8 @@ class Task:
             self.num_fewshot = config.num_fewshot or 0
         self.seed = config.fewshot_seed if config.fewshot_seed is not None else seed
         self.style = style
-        self.generation_kwargs = dict(config.generation_kwargs or {})
-        if config.output_type == "generate_until" and gen_kwargs:
-            self.generation_kwargs.update(gen_kwargs)  # lm-eval: CLI gen_kwargs update the task's
+        self.output = output_type(config.output_type)
+        self.generation_kwargs = self.output.run_kwargs(config, gen_kwargs)
         self.docs = self._load(config.eval_split, config.process_docs)
         self.original_size = len(self.docs)
         if limit is not None:
@@ -267,7 +242,7 @@ class Task:
             return [
                 self.style.render(shared + qa_turn(q, gen_prefix=prefix, target_delimiter=""), prefix) for q in inputs
             ]
-        if question is None and self.config.output_type == "loglikelihood_rolling":
+        if question is None and not self.output.needs_prompt:
             question = ""
         if not isinstance(question, str):
             raise LmevalError(f"task {self.name!r}: doc_to_text must give text on {where}, got {question!r}")
@@ -277,7 +252,11 @@ class Task:
     def context(self, doc_id: int) -> str:
         return self.contexts(doc_id)[0]
 
-    def _continuation_delimiter(self) -> str:
+    def field(self, name: str, spec: Any, doc_id: int) -> Any:
+        """A prompt field of evaluated document `doc_id`, with errors naming task and document."""
+        return self._field(name, spec, self.docs[doc_id], f"document {doc_id}")
+
+    def continuation_delimiter(self) -> str:
         """lm-eval's construct_requests: under a chat template, the answer follows the
         assistant turn directly unless a gen_prefix without trailing space precedes it."""
         cfg = self.config
@@ -286,52 +265,8 @@ class Task:
         return cfg.target_delimiter if cfg.gen_prefix and not _ends_with_whitespace(cfg.gen_prefix) else ""
 
     def build(self, doc_id: int) -> DocRequests:
-        cfg = self.config
-        doc = self.docs[doc_id]
-        where = f"document {doc_id}"
-        ctxs = self.contexts(doc_id)
-        target = self._field("doc_to_target", cfg.doc_to_target, doc, where)
-        gold = None
-        unconditional = 0
-        choices: tuple[str, ...] = ()
-        if cfg.output_type == "multiple_choice":
-            choices = tuple(self._field("doc_to_choice", cfg.doc_to_choice, doc, where))
-            if not choices or not all(isinstance(c, str) for c in choices):
-                raise LmevalError(f"task {self.name!r}: doc_to_choice must give a list of strings on {where}")
-            delim = self._continuation_delimiter()
-            if self.multiple_input:
-                if not isinstance(target, str):
-                    raise LmevalError(f"task {self.name!r}: doc_to_target must give the continuation on {where}")
-                gold = self._field("doc_to_text", cfg.doc_to_text, doc, where)
-                requests = [Request.loglikelihood(ctx, f"{delim}{target}") for ctx in ctxs]
-            else:
-                requests = [Request.loglikelihood(ctxs[0], f"{delim}{c}") for c in choices]
-            if "acc_mutual_info" in cfg.metrics:
-                requests += [Request.loglikelihood("", f"{delim}{c}") for c in choices]
-                unconditional = len(choices)
-        elif cfg.output_type == "loglikelihood":
-            if not isinstance(target, str):
-                raise LmevalError(f"task {self.name!r}: doc_to_target must give text on {where}")
-            requests = [Request.loglikelihood(ctxs[0], target)]
-        elif cfg.output_type == "loglikelihood_rolling":
-            if not isinstance(target, str):
-                raise LmevalError(f"task {self.name!r}: doc_to_target must give the text to score on {where}")
-            requests = [Request.loglikelihood_rolling(target)]
-        else:  # generate_until; choices, when given, name the answers the target indexes
-            if cfg.doc_to_choice is not None:
-                choices = tuple(self._field("doc_to_choice", cfg.doc_to_choice, doc, where))
-            requests = self._generation_requests(ctxs[0])
-        return DocRequests(self.name, doc_id, tuple(requests), choices, target, gold, ctxs[0], unconditional)
-
-    def _generation_requests(self, ctx: str) -> list[Request]:
-        """`repeats` requests for the document's one instance. Greedy ones are identical (one
-        computation); sampled ones carry seeds seed, seed+1, ... (the run's --seed unless the
-        generation arguments give one), so repeats differ and a rerun gives the same text."""
-        kwargs = dict(self.generation_kwargs)
-        if not is_sampling(kwargs):
-            return [Request.generate_until(ctx, kwargs)] * self.config.repeats
-        base = int(kwargs.pop("seed", self.seed))
-        return [Request.generate_until(ctx, {**kwargs, "seed": base + r}) for r in range(self.config.repeats)]
+        target = self.field("doc_to_target", self.config.doc_to_target, doc_id)
+        return self.output.build(self, doc_id, self.contexts(doc_id), target)
 
     def ids(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(len(self.docs))]

@@ -1,0 +1,66 @@
+"""Multiple choice: one log-likelihood request per answer (or, for multiple-input tasks such as
+Winogrande, one per context, all with the same continuation); the chosen answer is the most
+likely one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import metrics
+from ..errors import LmevalError
+from ..requests import DocRequests, Request, Response
+from .base import OutputType, text_target
+
+if TYPE_CHECKING:
+    from ..tasks.config import TaskConfig
+    from ..tasks.task import Task
+
+
+class MultipleChoice(OutputType):
+    name = "multiple_choice"
+    default_metrics = ("acc", "acc_norm")
+    builtin_metrics = ("acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match", "likelihood")
+
+    def check(self, cfg: TaskConfig, where: str) -> None:
+        if cfg.doc_to_choice is None:
+            raise LmevalError(f"{where}: multiple_choice needs doc_to_choice")
+
+    def build(self, task: Task, doc_id: int, contexts: list[str], target: Any) -> DocRequests:
+        cfg = task.config
+        choices = tuple(task.field("doc_to_choice", cfg.doc_to_choice, doc_id))
+        if not choices or not all(isinstance(c, str) for c in choices):
+            raise LmevalError(f"task {task.name!r}: doc_to_choice must give a list of strings on document {doc_id}")
+        delim = task.continuation_delimiter()
+        gold = None
+        if task.multiple_input:
+            continuation = text_target(task, target, doc_id, "the continuation")
+            gold = task.field("doc_to_text", cfg.doc_to_text, doc_id)
+            requests = [Request.loglikelihood(ctx, f"{delim}{continuation}") for ctx in contexts]
+        else:
+            requests = [Request.loglikelihood(contexts[0], f"{delim}{c}") for c in choices]
+        unconditional = 0
+        if "acc_mutual_info" in cfg.metrics:
+            requests += [Request.loglikelihood("", f"{delim}{c}") for c in choices]
+            unconditional = len(choices)
+        return DocRequests(task.name, doc_id, tuple(requests), choices, target, gold, contexts[0], unconditional)
+
+    def _lls(self, work: DocRequests, results: list[Any]) -> tuple[list[float], list[bool], list[float] | None]:
+        n = len(results) - work.unconditional
+        lls = [float(r[0]) for r in results[:n]]
+        greedy = [bool(r[1]) for r in results[:n]]
+        unconditional = [float(r[0]) for r in results[n:]] if work.unconditional else None
+        return lls, greedy, unconditional
+
+    def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
+        lls, greedy, unconditional = self._lls(work, results)
+        target = work.gold if task.multiple_input else work.target
+        out = metrics.score_multiple_choice(
+            lls, work.choices, target, wanted, greedy=greedy, unconditional=unconditional
+        )
+        return out, lls
+
+    def answer(self, task: Task, work: DocRequests, responses: list[Response]) -> Any:
+        """The chosen answer's text (multiple input: the chosen context's index)."""
+        lls, _, _ = self._lls(work, responses)
+        best = max(range(len(lls)), key=lls.__getitem__)
+        return best if task.multiple_input else work.choices[best]
