@@ -75,9 +75,12 @@ def pytest_collection(session: pytest.Session) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    state = state_of(config)
+    if state.tasks_only:  # `pytest --tasks mmlu` with no paths: the tasks' benchmark files alone
+        return True
     if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
         return None
-    owns = state_of(config).owns_test_file(collection_path)
+    owns = state.owns_test_file(collection_path)
     return None if owns is None or owns else True
 
 

@@ -73,6 +73,12 @@ class LmevalState:
         return self._registry
 
     @property
+    def tasks_only(self) -> bool:
+        """`--tasks` with no paths on the command line: run the selected tasks, not the
+        project's testpaths or whatever test files the current folder holds."""
+        return bool(self.options.tasks) and self.config.args_source != pytest.Config.ArgsSource.ARGS
+
+    @property
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
 
@@ -80,6 +86,8 @@ class LmevalState:
     def prepare(self, args: list[str]) -> None:
         """Resolve which tasks run and load their documents, before collection."""
         registry = self.registry
+        if self.tasks_only:
+            args = []  # the testpaths or the current folder were not asked for
         paths = [Path(a.split("::")[0]) for a in args]
         roots = [r.parent if r.is_file() else r for r in paths]
         # Benchmark files given on the command line outside the benchmark folders: read now, so

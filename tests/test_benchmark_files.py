@@ -195,3 +195,27 @@ def test_no_file_of_ours_equals_a_file_of_lm_eval() -> None:
     empty = hashlib.sha256(b"").hexdigest()
     copies = sorted(str(p.relative_to(ROOT)) for h, p in ours.items() if h in theirs and h != empty)
     assert copies == [], f"files identical to lm-eval's: {copies}"
+
+
+def test_the_wheel_lists_every_package() -> None:
+    """pyproject names the packages one by one (the library maps evals/ to its own name): a
+    new subpackage missing there would be missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "pytest_lmeval").rglob("__init__.py")}
+    assert found | {"pytest_lmeval_evals"} == listed
+
+
+def test_tasks_without_paths_run_the_library_not_the_project_tests(pytester: pytest.Pytester) -> None:
+    """`pytest --tasks boolq` inside a project with its own tests and testpaths runs boolq's
+    documents from the installed library, and none of the project's tests."""
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("needs the shared benchmark mirror")
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    pytester.mkdir("tests").joinpath("test_unit.py").write_text("def test_unit():\n    assert False\n")
+    result = _run(pytester, "--tasks", "boolq", "--limit", "2", f"--data-dir={ROOT.parent / 'shared' / 'data'}",
+                  "--output-path", "out")  # fmt: skip
+    assert result.ret == 0
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "out" / "results.json").is_file()
