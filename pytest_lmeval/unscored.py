@@ -73,9 +73,14 @@ def refused(works: Iterable[DocRequests], answers: Mapping[Request, Any] | None)
     return out
 
 
-def entries(failures: list[dict[str, Any]], docs: Mapping[DocKey, tuple[str, str]]) -> list[dict[str, Any]]:
+def entries(
+    failures: list[dict[str, Any]], docs: Mapping[DocKey, tuple[str, str]], scored: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """results.json's `not_scored`: each document by id, status (`error`: it ran and could not
-    be scored; `not run`) and reason; the errors first, each group in document order."""
+    be scored; `not run`) and reason; the errors first, each group in document order. A
+    document `scored` after all (an item xdist ran again elsewhere) is left out."""
+    done = {(r["task"], r["doc_id"]) for r in scored}
+    docs = {k: v for k, v in docs.items() if k not in done}
     out: dict[DocKey, dict[str, Any]] = {}
     for fail in failures:
         reason = str(fail.get("error", "")).removeprefix("NotScored: ").removeprefix("not scored: ")

@@ -94,6 +94,9 @@ def _baseline_gates(state: LmevalState) -> list[Gate]:
 def conclude(state: LmevalState) -> list[Gate]:
     """Aggregate the run and judge its gates (on the controller, before the exit code is set)."""
     opts = state.options
+    # in document order, as one process scores them: under xdist reports arrive in any order, and
+    # a float sum in another order can differ in its last digit
+    state.records.sort(key=lambda r: (r["task"], r["doc_id"]))
     state.results = aggregate(state.records, state.tasks, state.registry, state.picked)
     bounds = [parse_threshold(t) for t in opts.thresholds]
     if opts.gates_file is not None:
@@ -111,7 +114,7 @@ def finish(state: LmevalState) -> None:
         conclude(state)
         results = state.results
     gaps = unscored_of(state.config)
-    not_scored = entries(state.failures, gaps.docs)
+    not_scored = entries(state.failures, gaps.docs, state.records)
     if not results.entries and not not_scored:
         return
     out_dir = state.output_dir()
@@ -203,7 +206,7 @@ def print_unscored(state: LmevalState, reporter: Any) -> None:
     """The part of the run that failed: why the run stopped, which documents have no score
     (by id, with the reason), and how to get the rest."""
     gaps = unscored_of(state.config)
-    not_scored = entries(state.failures, gaps.docs)
+    not_scored = entries(state.failures, gaps.docs, state.records)
     if state.stopped:
         reporter.write_line(state.stopped, red=True)
     if not_scored:
