@@ -137,11 +137,14 @@ def run_reference(
     data_dir: Path | str | None = None,
     *,
     device: str = "cpu",
+    model: Any = "hf",
     **simple_evaluate_kwargs: Any,
 ) -> dict[str, Any]:
     """`lm_eval.simple_evaluate(model="hf", ...)` on the mirror, with samples logged.
 
     model_args: lm-eval's string ("pretrained=DIR,gguf_file=F.gguf") or a dict of the same.
+    model: "hf", or an lm-eval LM object already built (model_args is then not used), e.g. to
+    time its loading apart from the evaluation.
     Returns simple_evaluate's dict; `["samples"][task]` lists every document's "arguments",
     "resps" and "filtered_resps".
     """
@@ -149,8 +152,8 @@ def run_reference(
 
     with mirror(data_dir or DEFAULT_DATA_DIR):
         return lm_eval.simple_evaluate(
-            model="hf",
-            model_args=model_args,
+            model=model,
+            model_args=model_args if isinstance(model, str) else None,
             tasks=list(tasks),
             num_fewshot=num_fewshot,
             limit=limit,

@@ -10,6 +10,7 @@ MMLU question are one row, not four).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,7 @@ class HFBackend:
     def __init__(self, spec: ModelSpec, *, device: str | None, batch_size: int | str) -> None:
         import transformers
 
+        started = time.perf_counter()
         self.spec = spec
         args = dict(spec.args)
         self.batch_size = batch_size
@@ -124,6 +126,8 @@ class HFBackend:
             self.softmax_dtype,
             prefix_reuse=bool(args.get("prefix_reuse", True)),
         )
+        self.load_seconds = time.perf_counter() - started
+        self.loaded_from = "gguf conversion" if where.converted else "gguf" if where.save_to else "checkpoint"
 
     def _detect_max_length(self) -> int:
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
@@ -138,6 +142,8 @@ class HFBackend:
     def info(self) -> dict[str, Any]:
         return {
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "load_seconds": round(self.load_seconds, 2),
+            "loaded_from": self.loaded_from,
             "device": str(self.device),
             "max_length": self.max_length,
             "model_class": type(self.model).__name__,

@@ -73,6 +73,48 @@ def memory_budget(device: torch.device) -> int:
     return min(CPU_BUDGET_CAP, available // 4)
 
 
+def _buffered_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class Buffered(DynamicLayer):
+        """A cache layer whose keys and values sit in a buffer with room to grow: a decoding
+        step writes its one token in place instead of copying the whole cache (a DynamicLayer
+        concatenates, which took 40% of a step at 8 rows of 350 tokens on a CPU)."""
+
+        def fill(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+            b, h, t, d = keys.shape
+            self.buffers = [keys.new_empty((b, h, t + room, d)), values.new_empty((b, h, t + room, values.shape[-1]))]
+            self.buffers[0][:, :, :t] = keys
+            self.buffers[1][:, :, :t] = values
+            self.length = t
+            self.keys, self.values = self.buffers[0][:, :, :t], self.buffers[1][:, :, :t]
+            self.is_initialized = True
+            self.device = keys.device
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+            n = key_states.shape[-2]
+            if self.length + n > self.buffers[0].shape[-2]:
+                self.fill(self.keys, self.values, max(n, 64))
+            self.buffers[0][:, :, self.length : self.length + n] = key_states
+            self.buffers[1][:, :, self.length : self.length + n] = value_states
+            self.length += n
+            self.keys, self.values = self.buffers[0][:, :, : self.length], self.buffers[1][:, :, : self.length]
+            return self.keys, self.values
+
+    return Buffered
+
+
+_BUFFERED: list[type] = []
+
+
+def _buffered(keys: torch.Tensor, values: torch.Tensor, room: int):
+    if not _BUFFERED:
+        _BUFFERED.append(_buffered_layer_class())
+    layer = _BUFFERED[0]()
+    layer.fill(keys, values, room)
+    return layer
+
+
 @dataclass
 class _Row:
     index: int  # into the caller's list
@@ -238,6 +280,7 @@ class Decoder:
             r.generated.append(t)
             r.position = len(r.tokens)
         if cache is None or not running:
+            new_cache.layers = [_buffered(x.keys, x.values, self.max_toks) for x in new_cache.layers]
             return new_cache, new_mask
         return self._join(cache, mask, new_cache, new_mask)
 
@@ -252,9 +295,14 @@ class Decoder:
             return F.pad(t, spec)
 
         a, b = width - mask.shape[1], width - new_mask.shape[1]
-        for old, new in zip(cache.layers, new_cache.layers, strict=True):
-            old.keys = torch.cat([pad(old.keys, a, 2), pad(new.keys, b, 2)])
-            old.values = torch.cat([pad(old.values, a, 2), pad(new.values, b, 2)])
+        cache.layers = [
+            _buffered(
+                torch.cat([pad(old.keys, a, 2), pad(new.keys, b, 2)]),
+                torch.cat([pad(old.values, a, 2), pad(new.values, b, 2)]),
+                self.max_toks,
+            )
+            for old, new in zip(cache.layers, new_cache.layers, strict=True)
+        ]
         return cache, torch.cat([pad(mask, a, 1), pad(new_mask, b, 1)])
 
     def _select(self, cache, mask, keep: list[int]):
@@ -266,9 +314,14 @@ class Decoder:
         used = mask.any(dim=0).nonzero()
         start = int(used[0]) if len(used) else 0
         mask = mask[:, start:]
-        for layer in cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
-            layer.values = layer.values.index_select(0, index)[:, :, start:]
+        cache.layers = [
+            _buffered(
+                layer.keys.index_select(0, index)[:, :, start:],
+                layer.values.index_select(0, index)[:, :, start:],
+                self.max_toks,
+            )
+            for layer in cache.layers
+        ]
         return cache, mask
 
     def _step(self, running: list[_Row], cache, mask):
