@@ -22,7 +22,7 @@ from pytest_lmeval.models.prefix_plan import generation_prefixes  # noqa: E402
 from pytest_lmeval.requests import Request  # noqa: E402
 
 MIRROR = Path(__file__).parent / "data" / "mirror" / "openai" / "gsm8k" / "main"
-FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
+FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 12  # ~200 tokens
 TAILS = ["The quick brown", "Science questions", "water", "Paris and the", "A B C D", "the sun", "energy", "yes no"]
 UNTIL = ["ow D", "EE", " What", "\n\n"]
 
@@ -118,12 +118,12 @@ def _gsm8k_requests(docs: int, max_toks: int) -> list[Request]:
 
 
 def test_smollm2_gsm8k_texts_equal_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real SmolLM2 (loaded from its one-time GGUF conversion): 3 gsm8k and 3 gsm8k_cot
-    documents, 32 tokens each, batched with and without prefix reuse, text for text."""
+    """Real SmolLM2 (loaded from its one-time GGUF conversion): 2 gsm8k and 2 gsm8k_cot
+    documents, 24 tokens each, batched with and without prefix reuse, text for text."""
     from real_model import GGUF, smollm2_dir
 
     folder = smollm2_dir()
-    reqs = _gsm8k_requests(3, 32)
+    reqs = _gsm8k_requests(2, 24)
     plain = _backend(folder, 1, gguf_file=GGUF)
     want = _plain(plain, reqs, monkeypatch)
     assert all(want)

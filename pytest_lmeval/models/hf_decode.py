@@ -24,6 +24,7 @@ greedy semantics row by row:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -152,6 +153,7 @@ class Decoder:
         self.min_saved = min_saved
         self.device = next(model.parameters()).device
         self.cache_arg = cache_argument(model)
+        self.keep_supported = "logits_to_keep" in inspect.signature(model.forward).parameters
         eos = model.generation_config.eos_token_id
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
@@ -231,14 +233,15 @@ class Decoder:
         from transformers import DynamicCache
 
         cache = cache if cache is not None else DynamicCache()
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self.cache_arg: cache},
-        )
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        kwargs.update(use_cache=True, **{self.cache_arg: cache})
+        if self.keep_supported:
+            try:
+                out = self.model(**kwargs, logits_to_keep=1)
+            except TypeError:  # a model whose forward has no logits_to_keep
+                self.keep_supported = False
+        if not self.keep_supported:
+            out = self.model(**kwargs)
         self.forward_tokens += ids.numel()
         return out.logits[:, -1], returned_cache(out)
 
