@@ -131,3 +131,76 @@ def test_smollm2_gsm8k_texts_equal_the_plain_path(monkeypatch: pytest.MonkeyPatc
         plain.scorer.prefix_reuse = reuse  # the same loaded model, batched as `auto` would
         plain.batch_size = "auto"
         assert plain.generate_until(reqs, lambda n: None) == want, reuse
+
+
+# -- GGUF start-up ---------------------------------------------------------------------------
+
+_GGUF_NAMES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
+
+
+def _write_gguf(tiny_model: Path, out: Path) -> Path:
+    """The tiny Llama as a float32 GGUF file with its BPE tokenizer (what transformers' GGUF
+    loader reads: llama hyper-parameters, gpt2-style tokens and merges, tensors by GGUF name).
+    Its q/k weights come back permuted, so it is another random model, which is all we need."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model)
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
+    c = model.config
+    out.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(out / "tiny.gguf"), "llama")
+    w.add_block_count(c.num_hidden_layers)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(c.vocab_size)
+    spec = json.loads(tok.backend_tokenizer.to_str())["model"]
+    tokens = [t for t, _ in sorted(spec["vocab"].items(), key=lambda kv: kv[1])]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.CONTROL if t == tok.eos_token else gguf.TokenType.NORMAL for t in tokens])
+    w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in spec["merges"]])
+    w.add_bos_token_id(tok.bos_token_id)
+    w.add_eos_token_id(tok.eos_token_id)
+    top = {"model.embed_tokens.weight": "token_embd", "model.norm.weight": "output_norm", "lm_head.weight": "output"}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        name = top.get(key) or f"blk.{parts[2]}.{_GGUF_NAMES['.'.join(parts[3:-1])]}"
+        w.add_tensor(f"{name}.weight", value.numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def test_gguf_converted_once_scores_and_writes_the_same(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _write_gguf(tiny_model, tmp_path / "gguf")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    reqs = [Request.loglikelihood(FEWSHOT[:60], " Paris"), Request.loglikelihood("The quick brown", " fox jumps")]
+    gens = [Request.generate_until(FEWSHOT + t, {"until": UNTIL, "max_gen_toks": 24}) for t in TAILS[:3]]
+    got = []
+    for expect in ("gguf", "gguf conversion", "gguf conversion"):
+        backend = _backend(folder, 4, gguf_file="tiny.gguf")
+        assert backend.info()["loaded_from"] == expect
+        got.append((backend.loglikelihood(reqs, lambda n: None), backend.generate_until(gens, lambda n: None)))
+    assert got[0] == got[1] == got[2]
+    assert len(list((tmp_path / "cache" / "pytest-lmeval" / "converted").iterdir())) == 1
