@@ -127,7 +127,10 @@ class RunOptions:
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
             return Path(self.output_path)
-        label = re.sub(r"[^A-Za-z0-9._-]+", "__", self.model.name if self.model else "none")
+        name = self.model.name if self.model else "none"
+        if os.path.isabs(name):  # a local folder or file: its own name, not the whole path
+            name = Path(name).name
+        label = re.sub(r"[^A-Za-z0-9._-]+", "__", name)
         return rootdir / "reports" / label.strip("_")[-80:] / started.strftime("%Y-%m-%dT%H-%M-%S")
 
 
