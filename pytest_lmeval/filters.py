@@ -211,6 +211,52 @@ class CustomFilter(Filter):
         return self.filter_fn(resps, docs)
 
 
+class RemoveUntilFilter(Filter):
+    """Drop everything up to and including the last `text` (a reasoning model's `</think>`),
+    so only the final answer is scored; answers without it are kept whole. EvalScope's
+    `remove_until` filter."""
+
+    def __init__(self, text: str = "</think>", **kwargs: Any) -> None:
+        self.text = text
+
+    def _cut(self, resp: Any) -> Any:
+        if not isinstance(resp, str) or self.text not in resp:
+            return resp
+        return resp.rsplit(self.text, 1)[1]
+
+    def apply(self, resps, docs):
+        return [[self._cut(x) for x in r] for r in resps]
+
+
+class ExtractFilter(Filter):
+    """The first match of `pattern` (its first group, when it has one); answers without a
+    match are kept whole. EvalScope's `extract` filter."""
+
+    def __init__(self, pattern: str, **kwargs: Any) -> None:
+        self.regex = re.compile(pattern)
+
+    def _extract(self, resp: Any) -> Any:
+        if not isinstance(resp, str):
+            return resp
+        match = self.regex.search(resp)
+        if match is None:
+            return resp
+        return match.group(1) if self.regex.groups else match.group(0)
+
+    def apply(self, resps, docs):
+        return [[self._extract(x) for x in r] for r in resps]
+
+
+class StripFilter(Filter):
+    """Leading and trailing `chars` removed (whitespace when empty)."""
+
+    def __init__(self, chars: str = "", **kwargs: Any) -> None:
+        self.chars = chars or None
+
+    def apply(self, resps, docs):
+        return [[x.strip(self.chars) if isinstance(x, str) else x for x in r] for r in resps]
+
+
 FILTERS: dict[str, type[Filter]] = {
     "take_first": TakeFirstFilter,
     "take_first_k": TakeKFilter,
@@ -222,7 +268,12 @@ FILTERS: dict[str, type[Filter]] = {
     "regex": RegexFilter,
     "multi_choice_regex": MultiChoiceRegexFilter,
     "custom": CustomFilter,
+    "remove_until": RemoveUntilFilter,
+    "extract": ExtractFilter,
+    "strip": StripFilter,
 }
+# The keyword argument each of the answer filters a run sets per task (task_settings.py) takes.
+SETTING_FILTERS = {"remove_until": "text", "extract": "pattern", "strip": "chars"}
 
 
 @dataclass(frozen=True)
@@ -254,6 +305,13 @@ class FilterPipeline:
 
 
 DEFAULT_PIPELINE = FilterPipeline(DEFAULT_FILTER, (FilterStep("take_first", TakeFirstFilter),))
+
+
+def with_answer_filters(pipelines: tuple[FilterPipeline, ...], filters: Sequence[tuple[str, str]]) -> tuple:
+    """Every pipeline with the run's answer filters (`(kind, argument)`, e.g. `("remove_until",
+    "</think>")`) run first, on the raw answers, before the task's own extraction."""
+    steps = tuple(FilterStep(kind, FILTERS[kind], {SETTING_FILTERS[kind]: arg}) for kind, arg in filters)
+    return tuple(FilterPipeline(p.name, steps + p.steps) for p in pipelines)
 
 
 def build_pipelines(filter_list: Any, source: Path, task: str) -> tuple[FilterPipeline, ...]:

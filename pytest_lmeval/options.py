@@ -7,7 +7,7 @@ import importlib.util
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,11 @@ import pytest
 
 from .cache import default_cache_dir
 from .errors import LmevalError
+from .judge import STRATEGIES, JudgeOptions
 from .models.base import ModelSpec, parse_model, parse_model_args
 from .models.known import resolve_known
 from .report.gates import parse_gates_file, parse_threshold
+from .task_settings import RunSettings, load_run_file, parse_bool, parse_limit, parse_task_args, split_top_level
 
 # (flag, ini/dest name, help)
 _OPTIONS = [
@@ -40,7 +42,18 @@ _OPTIONS = [
     ("--cache-dir", "cache_dir", "response cache folder (default ~/.cache/pytest-lmeval)"),
     ("--gen-kwargs", "gen_kwargs", "generation arguments k=v,... (temperature=0.8,top_p=0.95,do_sample=true)"),
     ("--system-instruction", "system_instruction", "system instruction put before every prompt"),
+    ("--perturb", "perturb", "add one item per document and perturbation: typos,lowercase,... or robustness"),
+    ("--run-file", "run_file", "YAML file of the run: its tasks with per-task settings, and run options"),
+    ("--judge-model", "judge_model", "judge model for judged metrics, as BACKEND:NAME (local-chat-completions:gpt-4o)"),
+    ("--judge-model-args", "judge_model_args", "comma-separated k=v for the judge's backend (base_url=...)"),
+    ("--judge-concurrency", "judge_concurrency", "judge requests sent at once (default 4)"),
+    ("--judge-strategy", "judge_strategy", "rule, llm, llm_recall or auto (default: auto, the benchmark decides)"),
 ]
+# Plain run options a run file may set (the command line wins over it, it wins over the ini file).
+RUN_FILE_OPTIONS = (
+    "model", "model_args", "device", "batch_size", "num_fewshot", "limit", "seed", "gen_kwargs",
+    "system_instruction", "judge_model", "judge_model_args", "judge_concurrency", "judge_strategy",
+)  # fmt: skip
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -93,6 +106,13 @@ def addoptions(parser: pytest.Parser) -> None:
         help="gate TASK:METRIC>=VALUE (or <=); repeatable",
     )  # fmt: skip
     parser.addini("lmeval_threshold", "gates TASK:METRIC>=VALUE", type="linelist", default=[])
+    group.addoption(
+        "--task-args", dest="lmeval_task_args", action="append", default=None,
+        help="per-task settings: JSON {task: {num_fewshot, limit, fewshot_seed, gen_kwargs, system_prompt, "
+        "chat_template, subset_list, filters}} or TASK:key=value;key=value; repeatable",
+    )  # fmt: skip
+    parser.addini("lmeval_task_args", "per-task settings, one TASK:key=value;... or JSON per line", type="linelist",
+                  default=[])  # fmt: skip
     parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
 
 
@@ -123,6 +143,8 @@ class RunOptions:
     system_instruction: str | None = None
     fewshot_as_multiturn: bool = False
     ignore_errors: bool = False  # a request the backend gives up on fails its documents only
+    task_settings: RunSettings = field(default_factory=RunSettings)  # --task-args and --run-file
+    judge: JudgeOptions | None = None  # --judge-model and its companions
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
@@ -134,13 +156,38 @@ class RunOptions:
         return rootdir / "reports" / label.strip("_")[-80:] / started.strftime("%Y-%m-%dT%H-%M-%S")
 
 
-def _raw(config: pytest.Config, name: str) -> tuple[Any, bool]:
-    """The option's value and whether it came from the ini file."""
+def _raw_option(config: pytest.Config, name: str, run_file: dict[str, Any] | None = None) -> tuple[Any, bool]:
+    """The option's value and whether it came from the ini file (the command line first, then
+    the run file, then the ini file)."""
     value = config.getoption(f"lmeval_{name}")
     if value is not None:
         return value, False
+    if run_file and run_file.get(name) is not None:
+        return _run_file_text(name, run_file[name]), False
     ini = config.getini(f"lmeval_{name}")
     return (ini if ini not in ("", None) else None), True
+
+
+def _run_file_text(name: str, value: Any) -> Any:
+    """A run file's value as the command line would give it (mappings for k=v options)."""
+    if isinstance(value, dict):
+        if name == "gen_kwargs":
+            return json.dumps(value)
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value) if not isinstance(value, str) else value
+
+
+def _task_settings(config: pytest.Config) -> RunSettings:
+    """--run-file, then --task-args on top (also the ini file's lmeval_task_args)."""
+    path_raw, from_ini = _raw_option(config, "run_file")
+    run = RunSettings()
+    if path_raw:
+        path = _ini_path(config, str(path_raw), from_ini)
+        if not path.is_file():
+            raise LmevalError(f"--run-file {path_raw!r}: no such file")
+        run = load_run_file(path, RUN_FILE_OPTIONS)
+    texts = config.getoption("lmeval_task_args") or config.getini("lmeval_task_args") or []
+    return parse_task_args(texts, run)
 
 
 def _ini_path(config: pytest.Config, value: str, from_ini: bool) -> Path:
@@ -155,27 +202,6 @@ def _int(name: str, value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise LmevalError(f"--{name} {value!r}: expected a whole number") from None
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets and quotes (lm-eval's CLI rule)."""
-    parts, buf, depth, quote = [], [], 0, None
-    for ch in text:
-        if quote is not None:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[({":
-            depth += 1
-        elif ch in "])}":
-            depth = max(depth - 1, 0)
-        elif ch == "," and depth == 0:
-            parts.append("".join(buf))
-            buf = []
-            continue
-        buf.append(ch)
-    parts.append("".join(buf))
-    return [p for p in parts if p.strip()]
 
 
 def _cli_value(text: str) -> Any:
@@ -206,7 +232,7 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
     if isinstance(data, dict):
         return data
     out: dict[str, Any] = {}
-    for item in _split_top_level(text):
+    for item in split_top_level(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise LmevalError(f"--gen-kwargs: {item!r} is not key=value (e.g. temperature=0.8,do_sample=true)")
@@ -217,12 +243,7 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
 
 
 def _bool(name: str, value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise LmevalError(f"--{name} {value!r}: expected true or false")
+    return parse_bool(value, f"--{name} {value!r}")
 
 
 def _float(name: str, value: Any, default: float) -> float:
@@ -235,6 +256,12 @@ def _float(name: str, value: Any, default: float) -> float:
 
 
 def parse_options(config: pytest.Config) -> RunOptions:
+    task_settings = _task_settings(config)
+    run_file = task_settings.options
+
+    def _raw(config: pytest.Config, name: str) -> tuple[Any, bool]:  # the run file's values count too
+        return _raw_option(config, name, run_file)
+
     model_text, _ = _raw(config, "model")
     model_args_text, _ = _raw(config, "model_args")
     model = None
@@ -260,18 +287,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         raise LmevalError(f"--num-fewshot {shots!r}: must be 0 or more")
 
     limit_raw, _ = _raw(config, "limit")
-    limit: int | float | None = None
-    if limit_raw is not None:
-        try:
-            limit = float(limit_raw)
-        except ValueError:
-            raise LmevalError(f"--limit {limit_raw!r}: expected N documents or a fraction") from None
-        if limit <= 0:
-            raise LmevalError(f"--limit {limit_raw!r}: must be positive")
-        if limit >= 1:
-            if limit != int(limit):
-                raise LmevalError(f"--limit {limit_raw!r}: a count must be a whole number")
-            limit = int(limit)
+    limit = None if limit_raw is None else parse_limit(limit_raw, f"--limit {limit_raw!r}")
 
     seed_raw, _ = _raw(config, "seed")
     seed = 1234 if seed_raw is None else _int("seed", seed_raw)
@@ -325,6 +341,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
     output, from_ini = _raw(config, "output_path")
     device, _ = _raw(config, "device")
     tasks, _ = _raw(config, "tasks")
+    if tasks is None and task_settings.tasks:
+        tasks = ",".join(task_settings.tasks)
     gen_text, _ = _raw(config, "gen_kwargs")
     chat, _ = _raw(config, "apply_chat_template")
     if isinstance(chat, str):  # from the ini file, or a name
@@ -364,7 +382,31 @@ def parse_options(config: pytest.Config) -> RunOptions:
         system_instruction=system_instruction,
         fewshot_as_multiturn=bool(chat) if multiturn is None else multiturn,  # lm-eval's default
         ignore_errors=bool(ignore_errors),
+        task_settings=task_settings,
+        judge=_judge_options(_raw, config),
     )
+
+
+def _judge_options(raw: Any, config: pytest.Config) -> JudgeOptions | None:
+    """--judge-model BACKEND:NAME, its --judge-model-args, --judge-concurrency, --judge-strategy."""
+    model_text, _ = raw(config, "judge_model")
+    args_text, _ = raw(config, "judge_model_args")
+    concurrency_raw, _ = raw(config, "judge_concurrency")
+    strategy, _ = raw(config, "judge_strategy")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise LmevalError(f"--judge-strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    concurrency = 4 if concurrency_raw is None else _int("judge-concurrency", concurrency_raw)
+    if concurrency < 1:
+        raise LmevalError(f"--judge-concurrency {concurrency_raw!r}: must be at least 1")
+    if not model_text:
+        if args_text:
+            raise LmevalError("--judge-model-args needs --judge-model BACKEND:NAME")
+        return JudgeOptions(None, None, concurrency, strategy) if strategy else None
+    backend, name = parse_model(str(model_text))
+    args = parse_model_args(args_text)
+    if backend == "hf":
+        name, args = resolve_known(name, args)
+    return JudgeOptions(ModelSpec(backend, name, args), args_text, concurrency, strategy)
 
 
 def library_dir() -> Path | None:

@@ -13,7 +13,9 @@ from .cache import ResponseCache, open_response_cache
 from .chat import ChatTemplate, load_chat_template
 from .errors import LmevalError
 from .options import RunOptions, evals_dirs, parse_options
+from .perturb import perturb_work
 from .requests import Request, Response
+from .task_settings import configured, in_subsets, styled
 from .tasks import DocRequests, GroupConfig, Registry, Task, TaskConfig
 from .tasks.prompts import PromptStyle
 
@@ -24,9 +26,11 @@ class DocRef:
 
     task: str
     doc_id: int
+    perturbation: str | None = None  # perturb.py: the document's question perturbed so
 
     def __str__(self) -> str:
-        return f"{self.task}-{self.doc_id}"
+        base = f"{self.task}-{self.doc_id}"
+        return f"{base}[{self.perturbation}]" if self.perturbation else base
 
 
 def _under(path: Path, folder: Path) -> bool:
@@ -48,6 +52,8 @@ class LmevalState:
     work: dict[str, DocRequests] = field(default_factory=dict)  # nodeid -> requests
     answers: dict[Request, Response] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # controller only
+    perturbed: list[dict[str, Any]] = field(default_factory=list)  # controller: records of perturbed items
+    perturb: tuple[str, ...] = ()  # --perturb
     failures: list[dict[str, Any]] = field(default_factory=list)  # documents not scored
     model_info: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +67,7 @@ class LmevalState:
     chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
     parametrized: set[str] = field(default_factory=set)  # tasks some collected test function runs
     _style: PromptStyle | None = None
+    _task_chat: ChatTemplate | None = None  # the model's template, for tasks whose settings turn it on
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> LmevalState:
@@ -100,21 +107,54 @@ class LmevalState:
             configs = registry.configs_for(self.picked)  # with the overrides of the groups named
         else:
             configs = {name: cfg for name, cfg in registry.tasks.items() if any(_under(cfg.source, r) for r in roots)}
+        settings = self.options.task_settings
+        for name in settings.by_name if self.picked is not None else ():
+            registry.leaves(name)  # --task-args or the run file naming no known task: one clear line
         for name, cfg in configs.items():
-            self.tasks[name] = self._task(cfg)
+            if self._in_subsets(name):
+                self.tasks[name] = self._task(cfg)
+
+    def _groups_of(self) -> dict[str, list[str]]:
+        """The tasks under each name --task-args or the run file gives settings for."""
+        out: dict[str, list[str]] = {}
+        for name in self.options.task_settings.by_name:
+            try:
+                out[name] = self.registry.leaves(name)
+            except LmevalError:  # a benchmark file not read yet may declare it
+                out[name] = []
+        return out
+
+    def _in_subsets(self, task: str) -> bool:
+        """Whether a task is kept by the subset_list of each group above it (task_settings.py)."""
+        for name, members in self._groups_of().items():
+            subsets = self.options.task_settings.by_name[name].subset_list
+            if subsets and task in members and name != task and not in_subsets(task, name, subsets):
+                return False
+        return True
 
     def _task(self, cfg: TaskConfig) -> Task:
         if self._style is None:
             self._style = self._prompt_style()
+        opts = self.options
+        settings = opts.task_settings.for_task(cfg.task, self._groups_of())
+        gen_kwargs = {**(opts.gen_kwargs or {}), **settings.gen_kwargs} if settings.gen_kwargs else opts.gen_kwargs
         return Task(
-            cfg,
-            data_dir=self.options.data_dir,
-            num_fewshot=self.options.num_fewshot,
-            limit=self.options.limit,
-            seed=self.options.seed,
-            style=self._style,
-            gen_kwargs=self.options.gen_kwargs,
+            configured(cfg, settings),
+            data_dir=opts.data_dir,
+            num_fewshot=settings.num_fewshot if settings.num_fewshot is not None else opts.num_fewshot,
+            limit=settings.limit if settings.limit is not None else opts.limit,
+            seed=opts.seed,
+            style=styled(self._style, settings, self._model_chat_template),
+            gen_kwargs=gen_kwargs,
         )
+
+    def _model_chat_template(self) -> ChatTemplate:
+        """The model's chat template, for a task whose settings turn it on."""
+        if self.options.model is None:
+            raise LmevalError("chat_template in --task-args needs --model (the template is the model's)")
+        if self._task_chat is None:
+            self._task_chat = load_chat_template(self.options.model, None)
+        return self._task_chat
 
     def benchmark_tasks(self, runs: tuple[Any, ...], module: Path) -> list[str]:
         """The selected tasks a @benchmark function runs. Without --tasks, a declaration that
@@ -130,6 +170,7 @@ class LmevalState:
             names.extend(n for n in self.registry.leaves(name) if n not in names)
         if self.picked is not None:
             return [n for n in names if n in self.tasks]
+        names = [n for n in names if n in self.tasks or self._in_subsets(n)]
         for name in names:
             if name not in self.tasks:
                 self.tasks[name] = self._task(self.registry.tasks[name])
@@ -165,6 +206,8 @@ class LmevalState:
             ref = lmeval_ref(item)
             if ref is not None:
                 work = self.tasks[ref.task].build(ref.doc_id)
+                if ref.perturbation:
+                    work = perturb_work(self.tasks[ref.task], work, ref.perturbation, self.options.seed)
                 if keep:
                     self.work[item.nodeid] = work
         if self.work and self.options.model is None:
