@@ -81,14 +81,16 @@ def _question(doc: dict) -> str:
     return f"{doc['question'].strip()}{options}\nAnswer:"
 
 
+def _description(subject: str) -> str:
+    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
 def _subject(subject: str, category: str) -> lm.Task:
     return lm.multiple_choice(
         f"mmlu_{subject}",
         alias=subject,
         data=lm.hub("cais/mmlu", subject, split="test"),
-        fewshot=lm.fewshot(split="dev", sampler="first_n"),
-        description=f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}."
-        "\n\n",
+        fewshot=lm.fewshot(split="dev", sampler="first_n", description=_description(subject)),
         prompt=_question,
         choices=["A", "B", "C", "D"],
         target="answer",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import metrics
+from .. import catalogue_metrics, metrics
 from ..errors import LmevalError
 from ..requests import DocRequests, Request, Response
 from .base import OutputType, text_target
@@ -54,9 +54,16 @@ class MultipleChoice(OutputType):
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
         lls, greedy, unconditional = self._lls(work, results)
         target = work.gold if task.multiple_input else work.target
-        out = metrics.score_multiple_choice(
-            lls, work.choices, target, wanted, greedy=greedy, unconditional=unconditional
-        )
+        ours = [m for m in wanted if m not in catalogue_metrics.CHOICE_METRICS]
+        out = metrics.score_multiple_choice(lls, work.choices, target, ours, greedy=greedy, unconditional=unconditional)
+        if len(ours) < len(wanted):  # lm-eval's f1, mcc, brier_score: aggregated over all documents
+            gold = (
+                [metrics.gold_index(t, work.choices) for t in target]
+                if isinstance(target, list)
+                else metrics.gold_index(target, work.choices)
+            )
+            values = catalogue_metrics.choice_values(wanted, gold, lls)
+            out = {m: out[m] if m in out else values[m] for m in wanted}
         return out, lls
 
     def answer(self, task: Task, work: DocRequests, responses: list[Response]) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import metrics
+from .. import catalogue_metrics, metrics
 from ..errors import LmevalError
 from ..requests import DocRequests, Request, Response
 from .base import OutputType
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..tasks.config import TaskConfig
     from ..tasks.task import Task
 
-_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate", "fn"}
+_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate", "fn", "lmeval_fn"}
 
 
 def is_sampling(gen_kwargs: dict[str, Any]) -> bool:
@@ -75,7 +75,14 @@ class Generation(OutputType):
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
         cfg = task.config
         gold = work.choices[work.target] if work.choices and isinstance(work.target, int) else work.target
-        out = {m: metrics.score_generation(results[0], gold, m, cfg.metric_options(m)) for m in wanted}
+        out: dict[str, Any] = {}
+        for m in wanted:
+            if cfg.is_catalogue_metric(m):  # lm-eval's metrics (bleu, chrf, `metric: !function`...)
+                lm_gold = catalogue_metrics.cast_gold(gold, results[0], cfg.metrics, bool(work.choices))
+                fn = cfg.catalogue_metric(m)
+                out.update(catalogue_metrics.generation_values(m, fn, cfg.metric_options(m), lm_gold, results[0]))
+            else:
+                out[m] = metrics.score_generation(results[0], gold, m, cfg.metric_options(m))
         return out, results[0]
 
     def sample_requests(self, work: DocRequests) -> list[Request]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import metrics
+from .. import catalogue_metrics, metrics
 from ..filters import DEFAULT_FILTER
 from ..tasks import Registry, Task
 
@@ -69,6 +69,10 @@ def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
     for key in sorted(keys, key=lambda k: order.get(split_key(k)[1], len(order))):
         metric = split_key(key)[0]
         values = [d["metrics"][key] for d in docs if key in d["metrics"]]
+        custom = task.config.catalogue_aggregation(metric)
+        if custom is not None:  # lm-eval's own (f1, bleu...) or a `!function` helper: no stderr
+            entry.values[key], entry.stderrs[key] = catalogue_metrics.aggregate(values, custom), metrics.NA
+            continue
         aggregation = task.config.aggregation(metric)
         entry.values[key], entry.stderrs[key] = metrics.aggregate(metric, values, aggregation)
     return entry

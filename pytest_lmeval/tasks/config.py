@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import catalogue_metrics
 from .. import metrics as metric_fns
 from ..errors import LmevalError
 from ..filters import FilterPipeline, build_pipelines
@@ -22,7 +23,7 @@ _UNSUPPORTED_KEYS = {
     "recipe": "unitxt recipes",
 }
 # Options of a metric_list entry that are not keyword arguments of the metric.
-_METRIC_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate", "fn"}
+_METRIC_ENTRY_KEYS = {"metric", "aggregation", "higher_is_better", "hf_evaluate", "fn", "lmeval_fn"}
 # Keys lm-eval accepts that change nothing about scores; we keep them in the config record.
 _INERT_KEYS = {
     "should_decontaminate",
@@ -113,7 +114,37 @@ class TaskConfig:
         return {k: v for k, v in self._metric_entry(metric).items() if k not in _METRIC_ENTRY_KEYS}
 
     def aggregation(self, metric: str) -> str:
-        return str(self._metric_entry(metric).get("aggregation") or metric_fns.aggregation_for(metric))
+        """The aggregation's name (a `!function` helper as `!function mod.fn`)."""
+        given = self._metric_entry(metric).get("aggregation")
+        if given is not None:
+            return str(given)
+        if metric not in metric_fns.METRICS and self.metric_function(metric) is None:
+            return catalogue_metrics.default_aggregation(metric) or metric_fns.aggregation_for(metric)
+        return metric_fns.aggregation_for(metric)
+
+    def catalogue_aggregation(self, metric: str) -> Any:
+        """An aggregation only lm-eval has (its registered f1, bleu...; a `!function` helper),
+        given as lm-eval's name or the helper; None for our own aggregations."""
+        given = self._metric_entry(metric).get("aggregation")
+        if callable(given):
+            return given
+        name = self.aggregation(metric)
+        return None if name in metric_fns.AGGREGATIONS else name
+
+    def is_catalogue_metric(self, metric: str) -> bool:
+        """Whether lm-eval's function computes the metric (a name our output type does not
+        compute, or a `metric: !function` helper)."""
+        if callable(self._metric_entry(metric).get("lmeval_fn")):
+            return True
+        return metric not in output_type(self.output_type).builtin_metrics
+
+    def catalogue_metric(self, metric: str) -> Any:
+        """lm-eval's function for a metric the output type does not compute itself: a
+        `metric: !function` helper, or its registry's (or HF evaluate's) metric."""
+        entry = self._metric_entry(metric)
+        if callable(entry.get("lmeval_fn")):
+            return entry["lmeval_fn"]
+        return catalogue_metrics.metric_function(metric, hf_evaluate=entry.get("hf_evaluate") is True)
 
     def metric_function(self, metric: str) -> Any:
         """A metric written as a Python function (None for the built-in ones)."""
@@ -123,6 +154,9 @@ class TaskConfig:
         out = {}
         for name in self.metrics:
             default = metric_fns.METRICS.get(name, ("mean", True))[1]
+            if name not in metric_fns.METRICS and self.metric_function(name) is None:
+                found = catalogue_metrics.higher_is_better(name)
+                default = default if found is None else found
             out[name] = bool(self._metric_entry(name).get("higher_is_better", default))
         return out
 
@@ -176,6 +210,8 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
             f"{source}: task {name!r} executes model-written code (unsafe_code: true); "
             "pytest-lmeval does not run such tasks"
         )
+    if isinstance(data.get("metric_list"), list):
+        data["metric_list"] = [_metric_entry_from_yaml(e) for e in data["metric_list"]]
     tags = data.pop("tag", None) or []
     kwargs: dict[str, Any] = {"tag": [tags] if isinstance(tags, str) else list(tags)}
     extra: dict[str, Any] = {}
@@ -207,6 +243,43 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
     return cfg
 
 
+def _metric_entry_from_yaml(entry: Any) -> Any:
+    """lm-eval's `metric: !function mod.fn`: the metric is named after the function, which
+    lm-eval calls as it calls its registered metrics (kept under `lmeval_fn`)."""
+    if isinstance(entry, dict) and callable(entry.get("metric")) and not isinstance(entry["metric"], str):
+        fn = entry["metric"]
+        name = getattr(fn, "dotted", None)
+        name = name.rsplit(".", 1)[-1] if name else getattr(fn, "__name__", repr(fn))
+        return {**entry, "metric": name, "lmeval_fn": fn}
+    return entry
+
+
+# lm-eval computes these per output type; any other name gives no value there.
+_CATALOGUE_METRICS = {"multiple_choice": set(catalogue_metrics.CHOICE_METRICS)}
+
+
+def _check_catalogue_metric(cfg: TaskConfig, entry: dict[str, Any], where: str) -> None:
+    """A metric our output type does not compute: lm-eval's, where lm-eval computes it."""
+    metric = entry["metric"]
+    if cfg.output_type == "generate_until":
+        if callable(entry.get("lmeval_fn")):
+            return
+        if not catalogue_metrics.installed():
+            raise LmevalError(f'{where}: metric {metric!r} is lm-eval\'s: pip install "pytest-lmeval[catalogue]"')
+        if entry.get("hf_evaluate") is True or not catalogue_metrics.registered(metric):
+            problem = catalogue_metrics.hf_evaluate_problem(metric)
+            if problem:
+                raise LmevalError(f"{where}: metric {metric!r} is an HF evaluate metric, which {problem}")
+        return
+    if metric in _CATALOGUE_METRICS.get(cfg.output_type, ()) and catalogue_metrics.installed():
+        return
+    known = output_type(cfg.output_type).builtin_metrics + tuple(sorted(_CATALOGUE_METRICS.get(cfg.output_type, ())))
+    raise LmevalError(
+        f"{where}: metric {metric!r} is not supported for {cfg.output_type} "
+        f"(supported: {', '.join(known)}; other metrics need a process_results helper)"
+    )
+
+
 def _check_metrics(cfg: TaskConfig) -> None:
     where = f"{cfg.source}: task {cfg.task!r}"
     kind = output_type(cfg.output_type)
@@ -214,23 +287,17 @@ def _check_metrics(cfg: TaskConfig) -> None:
     for entry in cfg.metric_list:
         if isinstance(entry, dict) and callable(entry.get("fn")):
             continue  # a Python metric: any output type
-        if isinstance(entry, dict) and callable(entry.get("metric")):
-            raise LmevalError(f"{where}: metric functions (metric: !function ...) are not supported by pytest-lmeval")
         if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
             raise LmevalError(f"{where}: each metric_list entry needs a 'metric' name, got {entry!r}")
         metric = entry["metric"]
-        if cfg.process_results is None and metric not in known:
-            raise LmevalError(
-                f"{where}: metric {metric!r} is not supported for {cfg.output_type} "
-                f"(supported: {', '.join(known)}; other metrics need a process_results helper)"
-            )
-        if entry.get("hf_evaluate"):
-            raise LmevalError(f"{where}: metric {metric!r}: hf_evaluate metrics are not supported by pytest-lmeval")
+        if cfg.process_results is None and (metric not in known or callable(entry.get("lmeval_fn"))):
+            _check_catalogue_metric(cfg, entry, where)
         aggregation = entry.get("aggregation")
-        if aggregation is not None and aggregation not in metric_fns.AGGREGATIONS:
+        known_aggs = {*metric_fns.AGGREGATIONS, *catalogue_metrics.registered_aggregations()}
+        if aggregation is not None and not callable(aggregation) and aggregation not in known_aggs:
             raise LmevalError(
                 f"{where}: metric {metric!r}: aggregation {aggregation!r} is not supported "
-                f"(supported: {', '.join(metric_fns.AGGREGATIONS)})"
+                f"(supported: {', '.join(sorted(known_aggs))}; or a !function helper)"
             )
         kind.check_metric(entry, where)
 

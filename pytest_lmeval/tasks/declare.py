@@ -226,7 +226,6 @@ class _Common:
     data: Data
     fewshot: FewShot | None
     process: Callable | None
-    description: Text | None
     version: Any
     tags: Sequence[str]
     alias: str | None
@@ -262,9 +261,8 @@ def _compile(name: str, output_type: str, common: _Common, fields: dict[str, Any
     data["fewshot_config"] = fs_config
     if fs.seed is not None:
         data["fewshot_seed"] = fs.seed
-    description = common.description if common.description is not None else fs.description
-    if description is not None:
-        data["description"] = _text(description)
+    if fs.description is not None:
+        data["description"] = _text(fs.description)
     if common.process is not None:
         data["process_docs"] = PerDocument(common.process)
     if common.alias:
@@ -272,10 +270,10 @@ def _compile(name: str, output_type: str, common: _Common, fields: dict[str, Any
     return declared(task_config_from_dict(data, common.source))
 
 
-def _common(data: Data, fewshot: FewShot | None, process, description, version, tags, alias) -> _Common:
+def _common(data: Data, fewshot: FewShot | None, process, version, tags, alias) -> _Common:
     if not isinstance(data, Data):
         raise LmevalError(f"data must be hub(...), local(...) or rows(...), got {data!r}")
-    return _Common(data, fewshot, process, description, version, tuple(tags), alias, _declaring_file(2))
+    return _Common(data, fewshot, process, version, tuple(tags), alias, _declaring_file(2))
 
 
 def multiple_choice(
@@ -289,14 +287,13 @@ def multiple_choice(
     metrics: Iterable[str | Metric | Callable] = ("acc", "acc_norm"),
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    description: Text | None = None,
     version: Any = 1.0,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
     """One question, several answers: the model's choice is the answer it finds most likely
     after the prompt. `target` gives the right answer's index or text."""
-    common = _common(data, fewshot, process, description, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias)
     fields = {
         "doc_to_text": _text(prompt),
         "doc_to_choice": list(choices) if isinstance(choices, (list, tuple)) else choices,
@@ -318,7 +315,6 @@ def multiple_input(
     metrics: Iterable[str | Metric | Callable] = ("acc",),
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    description: Text | None = None,
     version: Any = 1.0,
     tags: Sequence[str] = (),
     alias: str | None = None,
@@ -326,7 +322,7 @@ def multiple_input(
     """The reverse of multiple choice (Winogrande): several contexts, one continuation; the
     model's choice is the context after which the continuation is most likely. `target` is
     the right context's index."""
-    common = _common(data, fewshot, process, description, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias)
     gold = target if callable(target) else (lambda doc, key=target: doc[key])
     fields = {
         "doc_to_text": lambda doc: int(gold(doc)),
@@ -348,13 +344,12 @@ def loglikelihood(
     metrics: Iterable[str | Metric | Callable] = ("perplexity", "acc"),
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    description: Text | None = None,
     version: Any = 1.0,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
     """How likely the target is after the prompt, and whether greedy decoding gives it."""
-    common = _common(data, fewshot, process, description, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias)
     fields = {
         "doc_to_text": _text(prompt),
         "doc_to_target": _text(target),
@@ -376,7 +371,7 @@ def rolling(
     alias: str | None = None,
 ) -> TaskConfig:
     """Perplexity of whole documents, scored in windows of the model's context."""
-    common = _common(data, None, process, None, version, tags, alias)
+    common = _common(data, None, process, version, tags, alias)
     fields = {"doc_to_target": _text(text), "metric_list": _metric_list(metrics)}
     return _compile(name, "loglikelihood_rolling", common, fields)
 
@@ -398,7 +393,6 @@ def generate(
     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    description: Text | None = None,
     version: Any = 1.0,
     tags: Sequence[str] = (),
     alias: str | None = None,
@@ -408,7 +402,7 @@ def generate(
     the backend's, 256); `filters` extract the answer from the text and `metrics` score it
     against `target`. `repeats` answers per document (with sampling). `sampling` holds any
     other generation argument (`do_sample`, `top_p`, `seed`...)."""
-    common = _common(data, fewshot, process, description, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias)
     gen: dict[str, Any] = {}
     if until is not None:
         gen["until"] = list(until)

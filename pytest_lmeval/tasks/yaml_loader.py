@@ -31,11 +31,25 @@ def _import_helper(yaml_path: Path, dotted: str) -> Callable[..., Any]:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
+        _prepare_helper_data(module_path)
         spec.loader.exec_module(module)
     try:
         return getattr(module, fn_name)
     except AttributeError:
         raise LmevalError(f"{yaml_path}: !function {dotted!r}: {module_path} has no {fn_name!r}") from None
+
+
+def _prepare_helper_data(module_path: Path) -> None:
+    """IFEval's helpers (and others using nltk's sentence splitter) try to download punkt_tab
+    when they are imported: provide it offline first, from a package (nltk_punkt.py)."""
+    try:
+        text = module_path.read_text(encoding="utf-8")
+    except OSError:
+        return
+    if "ifeval" in text or "nltk" in text:
+        from ..nltk_punkt import ensure_punkt_tab
+
+        ensure_punkt_tab()
 
 
 class FunctionRef:
