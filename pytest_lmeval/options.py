@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import os
@@ -268,8 +269,10 @@ def parse_options(config: pytest.Config) -> RunOptions:
     if model_text:
         backend, name = parse_model(str(model_text))
         args = parse_model_args(model_args_text)
-        if backend == "hf":
-            name, args = resolve_known(name, args)
+        if backend == "hf":  # a short name the plugin fetches: show its progress past pytest's capture
+            capman = config.pluginmanager.getplugin("capturemanager")
+            with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+                name, args = resolve_known(name, args)
         model = ModelSpec(backend, name, args)
     elif model_args_text:
         parse_model_args(model_args_text)  # still report malformed args at once
