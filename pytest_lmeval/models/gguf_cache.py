@@ -6,9 +6,15 @@ dequantized model (float32 safetensors) and its tokenizer under
 
 and later loads read that folder instead. The key is the GGUF file's identity: its size, its
 modification time and a SHA-256 of its first and last MiB, with the transformers version (whose
-dequantization the folder holds). The weights are the dequantized ones unchanged, so scores are
-identical either way. A load at another dtype uses the folder too (float32 cast to that dtype,
-as dequantization casts); only a float32 load writes it.
+dequantization the folder holds). The weights are the dequantized ones unchanged, and after a
+load from the folder they are copied out of the memory-mapped file into memory of their own:
+CPU matrix kernels round differently on weights at an odd offset in a mapped file (measured:
+a SmolLM2 log-likelihood -0.25807250 mapped, -0.25807303 copied and when dequantized). The
+GGUF path's own weights sit at 16-byte offsets that vary from run to run, so its metrics can
+move in the ninth digit between two of its own runs (ECE 0.3587372205 and 0.35873725 on
+arc_easy); log-likelihoods, accuracies and texts have matched in every comparison.
+A load at another dtype uses the folder too (float32 cast to that dtype, as dequantization
+casts); only a float32 load writes it.
 """
 
 from __future__ import annotations
@@ -54,12 +60,17 @@ class Redirect:
     save_to: Path | None = None  # write the conversion here once the model is loaded
     tokenizer_too: bool = False  # the tokenizer came from the GGUF file as well
     converted: bool = False  # loading from a conversion
+    gguf: bool = False  # a GGUF file, converted or not
+
+    @property
+    def source(self) -> str:
+        return "gguf conversion" if self.converted else "gguf" if self.gguf else "checkpoint"
 
 
 def redirect(path: str, tok_path: str, load_kwargs: dict[str, Any], tok_kwargs: dict[str, Any]) -> Redirect:
     """Where to load from: the conversion of a local GGUF file when there is one."""
-    plain = Redirect(path, tok_path, load_kwargs, tok_kwargs)
     name = load_kwargs.get("gguf_file")
+    plain = Redirect(path, tok_path, load_kwargs, tok_kwargs, gguf=bool(name))
     if not name or load_kwargs.get("subfolder") or os.environ.get("LMEVAL_NO_GGUF_CACHE"):
         return plain
     file = Path(path) / name
@@ -72,10 +83,21 @@ def redirect(path: str, tok_path: str, load_kwargs: dict[str, Any], tok_kwargs: 
         toks = (
             {k: v for k, v in tok_kwargs.items() if k not in ("gguf_file", "revision")} if tokenizer_too else tok_kwargs
         )
-        return Redirect(str(folder), str(folder) if tokenizer_too else tok_path, load, toks, converted=True)
+        return Redirect(str(folder), str(folder) if tokenizer_too else tok_path, load, toks, converted=True, gguf=True)
     plain.save_to = folder
     plain.tokenizer_too = tokenizer_too
     return plain
+
+
+def after_load(model: Any, tokenizer: Any, where: Redirect) -> None:
+    """Write the conversion after a first load; after a load from it, give every weight memory
+    of its own (see the module's docstring)."""
+    if where.converted:
+        for param in model.parameters():
+            if param.device.type == "cpu":
+                param.data = param.data.clone()
+    else:
+        save_conversion(model, tokenizer, where)
 
 
 def save_conversion(model: Any, tokenizer: Any, where: Redirect) -> None:

@@ -93,7 +93,7 @@ class HFBackend:
             auto = transformers.AutoModelForSeq2SeqLM if kind == "seq2seq" else transformers.AutoModelForCausalLM
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_path, **tok_kwargs)
             self.model = auto.from_pretrained(path, **load_kwargs)
-            gguf_cache.save_conversion(self.model, self.tokenizer, where)
+            gguf_cache.after_load(self.model, self.tokenizer, where)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LmevalError(f"--model {spec.label}: could not load: {first}") from None
@@ -127,7 +127,7 @@ class HFBackend:
             prefix_reuse=bool(args.get("prefix_reuse", True)),
         )
         self.load_seconds = time.perf_counter() - started
-        self.loaded_from = "gguf conversion" if where.converted else "gguf" if where.save_to else "checkpoint"
+        self.loaded_from = where.source
 
     def _detect_max_length(self) -> int:
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
