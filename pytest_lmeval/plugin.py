@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from . import distribute
+from . import distribute, perturb
 from .answer_checks import check_answers
 from .benchmark import MARK as BENCHMARK_MARK
 from .benchmark import Doc
+from .calibration import CONFIDENCE, doc_confidence
 from .engine import FailurePolicy, failure_policy, run_requests
 from .errors import LmevalError
 from .models.base import Backend, check_model, load_backend, redact_args_text
@@ -55,7 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     config.addinivalue_line("markers", "lmeval: a benchmark document evaluated by pytest-lmeval")
     config.addinivalue_line("markers", "lmeval_benchmark(*tasks): set by @pytest_lmeval.benchmark")
+    config.addinivalue_line("markers", "lmeval_perturb(*names): perturbations of each document (perturb.py)")
     state = LmevalState.from_config(config)
+    state.perturb = perturb.selected(config)
     config.stash[STATE] = state
     config.pluginmanager.register(_Collector(state), "lmeval-collector")
     config.pluginmanager.register(OrphanItems(state), "lmeval-orphans")
@@ -92,7 +95,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     owner = getattr(metafunc.definition.parent, "lmeval_task", None)  # orphans.TaskModule
     names = [owner] if owner else state.benchmark_tasks(mark.args, Path(metafunc.module.__file__))
     state.parametrized.update(names)
-    refs = [DocRef(name, i) for name in names for i in range(len(state.tasks[name].docs))]
+    marked = [n for m in metafunc.definition.iter_markers(perturb.MARK) for n in m.args]
+    perturbations = state.perturb + tuple(
+        n for n in perturb.parse_names(marked, perturb.MARK) if n not in state.perturb
+    )
+    refs = []
+    for name in names:
+        task = state.tasks[name]
+        shown = perturbations if perturbations and perturb.supports(task) else ()
+        for i in range(len(task.docs)):
+            refs += [DocRef(name, i), *(DocRef(name, i, p) for p in shown)]
     metafunc.parametrize(mark.kwargs["argname"], refs, ids=[str(r) for r in refs])
 
 
@@ -228,16 +240,27 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
     try:
         result = yield
     except (AssertionError, pytest.fail.Exception):
-        _keep(pyfuncitem, ref, lambda: doc.record(passed=False if counts else None))
+        _keep(pyfuncitem, ref, lambda: _record(doc, ref, False if counts else None))
         raise
     except BaseException as exc:
         pyfuncitem.stash[SCORED] = _not_scored(ref, exc)
         raise
-    _keep(pyfuncitem, ref, lambda: doc.record(passed=True if counts else None))
+    _keep(pyfuncitem, ref, lambda: _record(doc, ref, True if counts else None))
     if state.options.item_outcome == "correct" and doc.correct is False:
         shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in doc.metrics.items())
         raise AssertionError(f"{doc.id} answered wrong ({shown})")
     return result
+
+
+def _record(doc: Doc, ref: DocRef, passed: bool | None) -> dict[str, Any]:
+    """The document's record, with its confidence (multiple choice) for calibration."""
+    record = doc.record(passed=passed)
+    confidence = doc_confidence(doc.task, doc.work, doc.responses)
+    if confidence is not None:
+        record[CONFIDENCE] = confidence
+    if ref.perturbation:
+        record["perturbation"] = ref.perturbation
+    return record
 
 
 def _not_scored(ref: DocRef, exc: BaseException) -> dict[str, Any]:
@@ -278,7 +301,10 @@ class _Collector:
         record = getattr(report, "lmeval", None)
         if record is None or self.state.is_worker:
             return
-        (self.state.failures if "error" in record else self.state.records).append(record)
+        if "error" in record:
+            self.state.failures.append(record)
+        else:
+            (self.state.perturbed if record.get("perturbation") else self.state.records).append(record)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -94,8 +94,9 @@ def test_results_json_schema(full_run: pytest.RunResult, pytester: pytest.Pytest
     assert float(doc["versions"]["quiz_a"]) == 2.0
     assert float(doc["versions"]["quiz_b"]) == 1.0
     assert float(doc["versions"]["quiz"]) == 3.0
-    assert doc["higher_is_better"]["quiz_a"] == {"acc": True, "acc_norm": True}
-    assert doc["higher_is_better"]["quiz"] == {"acc": True, "acc_norm": True}
+    calibration = {"ece_10_bin": False, "selective_acc@10": True, "selective_cov_acc_area": True}
+    assert doc["higher_is_better"]["quiz_a"] == {"acc": True, "acc_norm": True, **calibration}
+    assert doc["higher_is_better"]["quiz"] == {"acc": True, "acc_norm": True, **calibration}
     config = doc["configs"]["quiz_a"]
     assert config["task"] == "quiz_a"
     assert config["dataset_path"] == "local/quiz"
@@ -113,7 +114,7 @@ def test_samples_in_lm_eval_schema(full_run: pytest.RunResult, pytester: pytest.
     for sample, (row, acc, norm) in zip(samples, EXPECTED["quiz_a"], strict=True):
         assert set(sample) == {
             "doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
-            "doc_hash", "prompt_hash", "target_hash", "acc", "acc_norm",
+            "doc_hash", "prompt_hash", "target_hash", "acc", "acc_norm", "confidence",
         }  # fmt: skip
         prompt = f"Q: {row['question']}\nA:"
         assert sample["doc"] == row

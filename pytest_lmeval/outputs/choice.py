@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import catalogue_metrics, metrics
+from ..calibration import softmax_confidence
 from ..errors import LmevalError
 from ..requests import DocRequests, Request, Response
 from .base import OutputType, text_target
@@ -71,3 +72,9 @@ class MultipleChoice(OutputType):
         lls, _, _ = self._lls(work, responses)
         best = max(range(len(lls)), key=lls.__getitem__)
         return best if task.multiple_input else work.choices[best]
+
+    def confidence(self, work: DocRequests, responses: list[Response]) -> float:
+        """The softmax probability of the chosen (most likely) answer, HELM's confidence
+        for calibration (see calibration.py)."""
+        lls, _, _ = self._lls(work, responses)
+        return softmax_confidence(lls)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import catalogue_metrics, metrics
+from .. import calibration, catalogue_metrics, metrics, perturb
 from ..filters import DEFAULT_FILTER
 from ..tasks import Registry, Task
 
@@ -57,6 +57,7 @@ class Results:
     group_subtasks: dict[str, list[str]]
     task_names: list[str]
     group_names: list[str]
+    robust: dict[str, Any] = field(default_factory=dict)  # task -> perturb.Robustness, with --perturb
 
 
 def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
@@ -75,7 +76,28 @@ def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
             continue
         aggregation = task.config.aggregation(metric)
         entry.values[key], entry.stderrs[key] = metrics.aggregate(metric, values, aggregation)
+    _add_calibration(entry, docs)
     return entry
+
+
+def derived_higher_is_better(keys: Iterable[str], base: dict[str, bool]) -> dict[str, bool]:
+    """`base` (the task's own metrics) with the direction of the metrics derived here: the
+    calibration aggregates, and `METRIC@PERTURBATION` (robustness), which points as METRIC does."""
+    out = dict(base)
+    for key in keys:
+        metric = split_key(key)[0]
+        if metric in calibration.HIGHER_IS_BETTER:
+            out[metric] = calibration.HIGHER_IS_BETTER[metric]
+        elif "@" in metric and metric not in out:
+            out[metric] = base.get(metric.partition("@")[0], True)
+    return out
+
+
+def _add_calibration(entry: Entry, docs: list[dict[str, Any]]) -> None:
+    """ECE and selective accuracy from the documents' confidences (multiple choice; a group
+    pools its tasks' documents), without a standard error."""
+    for key, value in calibration.aggregates(docs).items():
+        entry.values[key], entry.stderrs[key] = value, metrics.NA
 
 
 def _combine(values: list[float], stderrs: list[Any], sizes: list[int], by_size: bool) -> tuple[float, float | str]:
@@ -168,6 +190,7 @@ def aggregate(
             return None
         group = registry.groups[name]
         entry = _group_entry(name, prefix + (group.group_alias or name), registry, entries, missing)
+        _add_calibration(entry, [d for leaf in registry.leaves(name) for d in by_task.get(leaf, ())])
         items = list(entries.items())
         items.insert(slot, (name, entry))
         entries.clear()
@@ -183,3 +206,32 @@ def aggregate(
         task_names=[n for n, e in entries.items() if not e.is_group],
         group_names=[n for n, e in entries.items() if e.is_group],
     )
+
+
+def add_robustness(
+    results: Results, records: list[dict[str, Any]], perturbed: list[dict[str, Any]], tasks: dict
+) -> None:
+    """Each task's metrics under its perturbations and their worst case (`acc@typos`,
+    `acc@robust`), each shown after the metric it perturbs, and the task's flipped documents."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in perturbed:
+        by_task[rec["task"]].append(rec)
+    for name in results.task_names:
+        if not by_task.get(name):
+            continue
+        own = [r for r in records if r["task"] == name]
+        robust = perturb.robustness(tasks[name], own, by_task[name], metrics.aggregate)
+        if robust is None:
+            continue
+        results.robust[name] = robust
+        entry = results.entries[name]
+        values, stderrs = dict(entry.values), dict(entry.stderrs)
+        entry.values.clear()
+        entry.stderrs.clear()
+        for key, value in values.items():
+            entry.values[key], entry.stderrs[key] = value, stderrs[key]
+            metric, filter_name = split_key(key)
+            for derived in [*robust.perturbations, perturb.ROBUST]:
+                extra = f"{metric}@{derived},{filter_name}"
+                if extra in robust.values:
+                    entry.values[extra], entry.stderrs[extra] = robust.values[extra]

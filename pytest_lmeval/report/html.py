@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from .. import calibration
 from .baseline import MAX_RERUN_IDS, Comparison, rerun_expression
 from .results import atomic_write
 
@@ -109,6 +110,56 @@ def line_chart(title: str, labels: list[str], series: dict[str, list[float | Non
         parts.append(f'<text class="{cls}" x="{w + 10}" y="{30 + legend * k}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def reliability_chart(title: str, bins: list[Any]) -> str:
+    """A reliability diagram: per equal-mass bin, mean confidence (x) against accuracy (y),
+    a dot sized by the bin's documents; the diagonal is perfect calibration."""
+    if not bins:
+        return ""
+    side, pad, top = 200, 34, 24
+    total = sum(b.count for b in bins)
+    x = lambda v: pad + v * side  # noqa: E731
+    y = lambda v: top + (1 - v) * side  # noqa: E731
+    parts = [_svg_open(title, side + pad + 20, side + top + 34).replace('class="chart"', 'class="chart small"', 1)]
+    parts.append(f'<rect class="frame" x="{pad}" y="{top}" width="{side}" height="{side}"/>')
+    parts.append(f'<line class="zero" x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}"/>')
+    for v in (0.0, 0.5, 1.0):
+        parts.append(f'<text x="{x(v):.1f}" y="{y(0) + 14:.1f}" text-anchor="middle">{v:g}</text>')
+        parts.append(f'<text x="{pad - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+    parts.append(f'<text x="{x(0.5):.1f}" y="{y(0) + 28:.1f}" text-anchor="middle">confidence</text>')
+    points = " ".join(f"{x(b.confidence):.1f},{y(b.accuracy):.1f}" for b in bins)
+    parts.append(f'<polyline class="line s0" points="{points}"/>')
+    for b in bins:
+        r = 2.5 + 6 * (b.count / total) ** 0.5
+        parts.append(
+            f'<circle class="bin" cx="{x(b.confidence):.1f}" cy="{y(b.accuracy):.1f}" r="{r:.1f}">'
+            f"<title>{b.count} documents, confidence {b.low:.3f} to {b.high:.3f}: mean {b.confidence:.3f}, "
+            f"accuracy {b.accuracy:.3f}</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _reliability_charts(state: Any) -> list[str]:
+    """A reliability diagram per multiple-choice task and group (a group pools its tasks)."""
+    results = getattr(state, "results", None)
+    if results is None:
+        return []
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for rec in state.records:
+        by_task.setdefault(rec["task"], []).append(rec)
+    charts = []
+    for name, entry in results.entries.items():
+        if not any(k.startswith(f"{calibration.ECE},") for k in entry.values):
+            continue
+        members = [name] if not entry.is_group else state.registry.leaves(name)
+        _, confs, right = calibration.pairs([r for m in members for r in by_task.get(m, ())])
+        ece = next(v for k, v in entry.values.items() if k.startswith(f"{calibration.ECE},"))
+        charts.append(
+            reliability_chart(f"{name}: reliability (ECE-10 {ece:.4f})", calibration.reliability(confs, right))
+        )
+    return [c for c in charts if c]
 
 
 # -- report.html ------------------------------------------------------------------------------
@@ -279,6 +330,7 @@ def render_report(state: Any, doc: dict[str, Any]) -> str:
         meta=_meta(doc),
         rows=_rows(doc),
         charts=[Markup(c) for c in _charts(doc)],
+        reliability=[Markup(c) for c in _reliability_charts(state)],
         gates=gates,
         failed=len(failed),
         baseline=(doc.get("baseline") or None),

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..cache import fingerprint_record
 from ..tasks import Registry, Task
-from .aggregate import Results, split_key
+from .aggregate import Results, derived_higher_is_better, split_key
 
 
 def _umask() -> int:
@@ -82,7 +82,7 @@ def _group_higher_is_better(group: str, results: Results, tasks: dict[str, Task]
         metric = split_key(key)[0]
         hib = [tasks[t].config.higher_is_better().get(metric) for t in registry.leaves(group) if t in tasks]
         out[metric] = next((h for h in hib if h is not None), True)
-    return out
+    return derived_higher_is_better(results.entries[group].values, out)
 
 
 def _model_fingerprint(run_config: dict[str, Any]) -> dict[str, Any] | None:
@@ -114,7 +114,10 @@ def build_results(
         },
         "n-shot": {n: tasks[n].num_fewshot for n in names},
         "higher_is_better": {
-            **{n: tasks[n].config.higher_is_better() for n in names},
+            **{
+                n: derived_higher_is_better(results.entries[n].values, tasks[n].config.higher_is_better())
+                for n in names
+            },
             **{g: _group_higher_is_better(g, results, tasks, registry) for g in groups},
         },
         "n-samples": {n: {"original": tasks[n].original_size, "effective": results.entries[n].n} for n in names},
@@ -133,13 +136,19 @@ def write_results(out_dir: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+SAMPLE_EXTRAS = ("confidence", "perturbation")  # keys of a document's record that its sample lines repeat
+
+
 def write_samples(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
     """samples/<task>.jsonl: one line per document and filter, filter by filter and each in
     document order, as lm-eval writes them."""
     by_task: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
     for rec in records:
+        extra = {k: rec[k] for k in SAMPLE_EXTRAS if k in rec}  # confidence, perturbation, timing
+        # a perturbed document's lines go to samples/<task>.<perturbation>.jsonl
+        name = f"{rec['task']}.{rec['perturbation']}" if rec.get("perturbation") else rec["task"]
         for position, sample in enumerate(rec.get("samples", ())):
-            by_task[rec["task"]].append((position, sample["doc_id"], sample))
+            by_task[name].append((position, sample["doc_id"], {**sample, **extra}))
     paths = []
     for task, samples in by_task.items():
         samples.sort(key=lambda s: s[:2])

@@ -12,7 +12,7 @@ from ..scoring import sha256
 from ..session import LmevalState
 from ..unscored import ERROR, NOT_RUN, entries, unscored_of
 from . import table
-from .aggregate import Results, aggregate
+from .aggregate import Results, add_robustness, aggregate, derived_higher_is_better
 from .baseline import (
     PER_DOC_FILE,
     baseline_gates,
@@ -98,6 +98,9 @@ def conclude(state: LmevalState) -> list[Gate]:
     # a float sum in another order can differ in its last digit
     state.records.sort(key=lambda r: (r["task"], r["doc_id"]))
     state.results = aggregate(state.records, state.tasks, state.registry, state.picked)
+    if state.perturbed:
+        state.perturbed.sort(key=lambda r: (r["task"], r["doc_id"], r["perturbation"]))
+        add_robustness(state.results, state.records, state.perturbed, state.tasks)
     bounds = [parse_threshold(t) for t in opts.thresholds]
     if opts.gates_file is not None:
         bounds += parse_gates_file(opts.gates_file)
@@ -132,6 +135,8 @@ def finish(state: LmevalState) -> None:
         **_prompt_record(state),
     }
     extra["gates"] = [g.to_json() for g in state.gates]
+    if results.robust:
+        extra["robustness"] = {name: r.to_json() for name, r in results.robust.items()}
     if state.baseline is not None:
         extra["baseline"] = {**state.baseline.info, "comparisons": [c.to_json() for c in state.comparisons]}
     doc = build_results(results, state.tasks, state.registry, _run_config(state), extra)
@@ -139,7 +144,7 @@ def finish(state: LmevalState) -> None:
     atomic_write(out_dir / PER_DOC_FILE, per_document_lines(state.records, _doc_hashes(state)))
     state.output_files.append(write_html(out_dir, state, doc))
     if state.options.log_samples:
-        state.output_files += write_samples(out_dir, state.records)
+        state.output_files += write_samples(out_dir, state.records + state.perturbed)
 
 
 def print_summary(state: LmevalState, reporter: Any) -> None:
@@ -150,8 +155,12 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
     versions: dict[str, object] = {n: t.config.version for n, t in tasks.items()}
     versions.update({g: state.registry.groups[g].version for g in results.group_names})
     n_shot = {n: t.num_fewshot for n, t in tasks.items()}
-    hib = {n: t.config.higher_is_better() for n, t in tasks.items()}
-    hib.update({g: dict.fromkeys(results.entries[g].values, True) for g in results.group_names})
+    hib = {
+        n: derived_higher_is_better(results.entries[n].values, t.config.higher_is_better()) for n, t in tasks.items()
+    }
+    for g in results.group_names:
+        keys = results.entries[g].values
+        hib[g] = derived_higher_is_better(keys, dict.fromkeys(keys, True))
     model = state.options.model.label if state.options.model else "?"
     reporter.write_sep("=", "lmeval results")
     reporter.write_line(
@@ -163,6 +172,8 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
     if results.group_names:
         reporter.write_line("")
         reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True))
+    for line in _robustness_lines(results):
+        reporter.write_line(line)
     partial = [n for n in results.group_names if results.entries[n].missing]
     for name in partial:
         missing = results.entries[name].missing
@@ -189,6 +200,24 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
                 reporter.write_line(f"    {shown}")
     for path in state.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
+
+
+def _robustness_lines(results: Results) -> list[str]:
+    """Per perturbed task, the documents whose answer flipped under each perturbation."""
+    lines = []
+    for name, robust in results.robust.items():
+        if robust.metric is None:
+            continue
+        parts = []
+        for perturbation, flips in robust.flipped.items():
+            ids = flips["to_wrong"] + flips["to_right"]
+            shown = ", ".join(ids[:MAX_UNSCORED_SHOWN]) + (" ..." if len(ids) > MAX_UNSCORED_SHOWN else "")
+            parts.append(
+                f"{perturbation}: {len(flips['to_wrong'])} right to wrong, {len(flips['to_right'])} wrong to right"
+                + (f" ({shown})" if ids else "")
+            )
+        lines.append(f"lmeval robustness: {name} ({robust.documents} documents, {robust.metric}): " + "; ".join(parts))
+    return lines
 
 
 def _token_rate(stats: dict) -> str:
