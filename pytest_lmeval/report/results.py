@@ -14,6 +14,7 @@ from typing import Any
 
 from ..cache import fingerprint_record
 from ..tasks import Registry, Task
+from . import leaderboard
 from .aggregate import Results, derived_higher_is_better, split_key
 
 
@@ -127,6 +128,9 @@ def build_results(
         "package_versions": _versions(),
         **extra,
     }
+    board = leaderboard.scores(results, tasks)
+    if board is not None:  # the Open LLM Leaderboard's normalized scores, beside lm-eval's raw ones
+        doc["leaderboard"] = board
     return doc
 
 

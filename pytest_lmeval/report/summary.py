@@ -11,7 +11,7 @@ from ..models.base import redact_args, redact_args_text
 from ..scoring import sha256
 from ..session import LmevalState
 from ..unscored import ERROR, NOT_RUN, entries, unscored_of
-from . import table
+from . import leaderboard, table
 from .aggregate import Results, add_robustness, aggregate, derived_higher_is_better
 from .baseline import (
     PER_DOC_FILE,
@@ -172,6 +172,8 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
     if results.group_names:
         reporter.write_line("")
         reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True))
+    for line in leaderboard.lines(leaderboard.scores(results, tasks)):
+        reporter.write_line(line)
     for line in _robustness_lines(results):
         reporter.write_line(line)
     partial = [n for n in results.group_names if results.entries[n].missing]
