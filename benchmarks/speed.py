@@ -140,10 +140,15 @@ def _timed(cmds: list[list[str]], concurrent: bool) -> list[tuple[float, float]]
     return out
 
 
-def _scores(results: dict, tasks: str) -> str:
+def _scores(results: dict, tasks: str, only: str | None = None) -> str:
+    """The task's metrics as text; `only`: just the metrics named in that other text (ours
+    adds metrics lm-eval does not report, such as ece_10_bin)."""
     row = results.get(tasks) or next(iter(results.values()))
+    names = {part.split("=")[0] for part in only.split()} if only is not None else None
     return " ".join(
-        f"{k.split(',')[0]}={v:.4f}" for k, v in row.items() if "," in k and "stderr" not in k and isinstance(v, float)
+        f"{k.split(',')[0]}={v:.4f}"
+        for k, v in row.items()
+        if "," in k and "stderr" not in k and isinstance(v, float) and (names is None or k.split(",")[0] in names)
     )
 
 
@@ -194,7 +199,7 @@ def run_job(job, model_dir: str, data: Path, batch: str, concurrent: bool, max_g
         "lmeval_mib": ref_mem,
         "ours_mib": ours_mem,
         "lmeval_scores": _scores(ref["results"], tasks),
-        "ours_scores": _scores(ours["results"], tasks),
+        "ours_scores": _scores(ours["results"], tasks, only=_scores(ref["results"], tasks)),
     }
 
 
