@@ -17,7 +17,7 @@ import pytest
 
 from .cache import default_cache_dir
 from .errors import LmevalError
-from .judge import STRATEGIES, JudgeOptions
+from .judging import STRATEGIES, JudgeOptions
 from .models.base import ModelSpec, parse_model, parse_model_args
 from .models.known import resolve_known
 from .report.gates import parse_gates_file, parse_threshold
@@ -93,8 +93,10 @@ def addoptions(parser: pytest.Parser) -> None:
     )  # fmt: skip
     parser.addini("lmeval_ignore_errors", "go on past requests the backend gives up on", type="bool", default=False)
     group.addoption(
-        "--apply-chat-template", dest="lmeval_apply_chat_template", nargs="?", const=True, default=None,
-        metavar="NAME", help="render prompts with the model's chat template (optionally the named one)",
+        "--apply-chat-template", "--chat-template", dest="lmeval_apply_chat_template", nargs="?", const=True,
+        default=None, metavar="NAME|FILE|JINJA",
+        help="render prompts with the model's chat template (optionally the named one), or with your own "
+        "Jinja template: a file (.jinja) or the template text",
     )  # fmt: skip
     parser.addini("lmeval_apply_chat_template", "true, or the name of the chat template to apply", default=None)
     group.addoption(
@@ -350,7 +352,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
     chat, _ = _raw(config, "apply_chat_template")
     if isinstance(chat, str):  # from the ini file, or a name
         low = chat.strip().lower()
-        chat = True if low in ("true", "1", "yes") else None if low in ("false", "0", "no", "") else chat.strip()
+        chat = True if low in ("true", "1", "yes") else None if low in ("false", "0", "no", "") else chat
+        chat = chat.strip() if isinstance(chat, str) and "{" not in chat else chat  # a template's text as given
     multiturn_raw, _ = _raw(config, "fewshot_as_multiturn")
     multiturn = None if multiturn_raw is None else _bool("fewshot-as-multiturn", multiturn_raw)
     if multiturn and not chat:

@@ -18,6 +18,7 @@ from .benchmark import Doc
 from .calibration import CONFIDENCE, doc_confidence
 from .engine import FailurePolicy, failure_policy, run_requests
 from .errors import LmevalError
+from .judging import end_judge_phase, run_judge_phase
 from .models.base import Backend, check_model, load_backend, redact_args_text
 from .options import addoptions
 from .orphans import OrphanItems
@@ -188,7 +189,7 @@ def _stop_on_failure(state: LmevalState) -> Generator[None, None, None]:
 
 
 @pytest.fixture(scope="session")
-def lmeval_answers(request: pytest.FixtureRequest) -> dict:
+def lmeval_answers(request: pytest.FixtureRequest) -> Generator[dict, None, None]:
     """Every selected document's requests, answered in one pass of the engine (the model is
     loaded only if the cache does not already hold every answer)."""
     state = state_of(request.config)
@@ -204,7 +205,10 @@ def lmeval_answers(request: pytest.FixtureRequest) -> dict:
         )
     state.answers = answers
     state.engine_stats = stats.to_json()
-    return answers
+    judged = run_judge_phase(request.config, state, work, answers)  # judged metrics: the judge's turn
+    yield answers
+    if judged is not None:
+        end_judge_phase(judged)
 
 
 def _answered_doc(item: pytest.Function, ref: DocRef) -> Doc:

@@ -137,6 +137,44 @@ def metric(
     return wrap(fn) if fn is not None else wrap
 
 
+def judge(
+    name: str = "judge",
+    *,
+    question: str | Callable[[Doc], Any] = "question",
+    reference: str | Callable[[Doc], Any] | None = "answer",
+    template: str | None = None,
+    verdicts: Mapping[str, float] | None = None,
+    scale: float | None = None,
+    strategy: str = "llm",
+    rule: Callable[[Doc, Any], Any] | None = None,
+    retries: int = 1,
+    max_tokens: int = 16,
+) -> Metric:
+    """A metric scored by the run's judge model (`--judge-model`): it is shown the `question`
+    and `reference` fields (names or functions of the document) and the model's answer, in
+    `template` (a format string over {question}, {reference}, {answer}, {scale}; the default
+    asks for CORRECT or INCORRECT), and its reply is read as one of `verdicts` (word -> score,
+    default CORRECT 1, INCORRECT 0) or, with `scale=N`, a rating [[x]] scored x / N. A reply
+    without one is asked again `retries` times, then the document is unscored with the reason.
+    `strategy` is what `--judge-strategy auto` means here: "llm" (always judge), "rule" (only
+    `rule(doc, answer)`, by default the answer equals the reference), "llm_recall" (judge only
+    where the rule says wrong). See pytest_lmeval/judging.py."""
+    from ..judging import STRATEGIES, Judge
+
+    if strategy not in STRATEGIES or strategy == "auto":
+        raise LmevalError(f"judge(): strategy must be 'llm', 'rule' or 'llm_recall', got {strategy!r}")
+    if retries < 0 or max_tokens < 1:
+        raise LmevalError("judge(): retries must be 0 or more and max_tokens at least 1")
+    if scale is not None and scale <= 0:
+        raise LmevalError(f"judge(): scale must be positive, got {scale!r}")
+    words = tuple((str(k), float(v)) for k, v in verdicts.items()) if verdicts is not None else None
+    if words is not None and not words:
+        raise LmevalError("judge(): verdicts must name at least one word")
+    fn = Judge(name, question, reference, template, *((words,) if words else ()), scale=scale, strategy=strategy,
+               rule=rule, retries=retries, max_tokens=max_tokens)  # fmt: skip
+    return Metric(fn, name, True, "mean")
+
+
 def regex(pattern: str, *, group_select: int = 0, fallback: str = "[invalid]") -> dict[str, Any]:
     """Answer extraction: the `group_select`-th match of `pattern` (lm-eval's regex filter)."""
     return {"function": "regex", "regex_pattern": pattern, "group_select": group_select, "fallback": fallback}
