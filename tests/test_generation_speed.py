@@ -204,3 +204,23 @@ def test_gguf_converted_once_scores_and_writes_the_same(
         got.append((backend.loglikelihood(reqs, lambda n: None), backend.generate_until(gens, lambda n: None)))
     assert got[0] == got[1] == got[2]
     assert len(list((tmp_path / "cache" / "pytest-lmeval" / "converted").iterdir())) == 1
+
+
+def test_out_of_memory_retries_with_fewer_rows(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoding pass of more than two rows runs out of memory: the rows are decoded again,
+    fewer at a time, with the same texts, and progress counts each document once."""
+    from pytest_lmeval.models import hf_decode
+
+    reqs = [Request.generate_until(FEWSHOT + "Question: " + t, {"until": UNTIL, "max_gen_toks": 16}) for t in TAILS]
+    want = _backend(tiny_model, 8).generate_until(reqs, lambda n: None)
+    real = hf_decode.Decoder._forward
+
+    def forward(self, ids, *args):
+        if ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, ids, *args)
+
+    monkeypatch.setattr(hf_decode.Decoder, "_forward", forward)
+    counted: list[int] = []
+    assert _backend(tiny_model, 8).generate_until(reqs, counted.append) == want
+    assert sum(counted) == len(reqs)

@@ -28,6 +28,7 @@ from ..requests import Request
 from .base import Progress
 from .generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
 from .hf_decode import MAX_ROWS, Decoder, kv_bytes_per_token, memory_budget
+from .hf_scorer import is_oom
 from .prefix_plan import MIN_SAVED
 
 if TYPE_CHECKING:
@@ -133,18 +134,38 @@ def _decodes_itself(backend: HFBackend, args: GenArgs) -> bool:
 
 
 def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress) -> None:
-    decoder = Decoder(
-        backend.model,
-        backend.tokenizer,
-        until=until,
-        max_toks=max_toks,
-        max_rows=_max_rows(backend),
-        budget_bytes=memory_budget(backend.device),
-        prefix_reuse=backend.scorer.prefix_reuse,
-        min_saved=max(GEN_MIN_SAVED, MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"])),
-    )
     prompts = [_encode_context(backend, requests[i].args[0])[-max_ctx:] for i in members]
-    generated = decoder.run(prompts, progress)
+    rows, budget = _max_rows(backend), memory_budget(backend.device)
+    reported = [0]
+
+    def advance(n: int) -> None:  # a retry finishes rows again: never count past the total
+        n = min(n, len(members) - reported[0])
+        reported[0] += n
+        if n:
+            progress(n)
+
+    while True:
+        decoder = Decoder(
+            backend.model,
+            backend.tokenizer,
+            until=until,
+            max_toks=max_toks,
+            max_rows=rows,
+            budget_bytes=budget,
+            prefix_reuse=backend.scorer.prefix_reuse,
+            min_saved=max(GEN_MIN_SAVED, MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"])),
+        )
+        try:
+            generated = decoder.run(prompts, advance)
+            break
+        except Exception as exc:
+            # Out of memory: the same rows again, half as many at a time (greedy texts do not
+            # depend on the batch); a single row that does not fit is the error.
+            if not is_oom(exc) or rows <= 1:
+                raise
+            rows, budget = max(1, min(rows, len(prompts)) // 2), budget // 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     backend.scorer.tokens += decoder.tokens
     backend.scorer.forward_tokens += decoder.forward_tokens
     texts = backend.tokenizer.batch_decode(generated, skip_special_tokens=True)
