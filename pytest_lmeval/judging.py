@@ -243,8 +243,22 @@ class JudgeBook:
 _BOOK: ContextVar[JudgeBook | None] = ContextVar("lmeval_judge_book", default=None)
 
 
+def _judge_of(fn: Any) -> Judge | None:
+    """The Judge behind a metric_list entry's `fn`: itself, a Metric holding it, or (YAML) a
+    `!function` helper naming either, imported now."""
+    from .tasks.yaml_loader import FunctionRef, _import_helper
+
+    if isinstance(fn, FunctionRef):
+        if fn._fn is None:
+            fn._fn = _import_helper(fn.yaml_path, fn.dotted)
+        fn = fn._fn
+    fn = getattr(fn, "fn", fn)  # a Metric
+    return fn if isinstance(fn, Judge) else None
+
+
 def judged_metrics(task: Any) -> list[Judge]:
-    return [e["fn"] for e in task.config.metric_list if isinstance(e.get("fn"), Judge)]
+    found = (_judge_of(e.get("fn")) for e in task.config.metric_list if isinstance(e, dict))
+    return [j for j in found if j is not None]
 
 
 def _answers_to_judge(task: Any, work: Any, answers: Mapping[Any, Any]) -> Iterable[tuple[str, Any]]:

@@ -127,6 +127,45 @@ def test_strategies(pytester: pytest.Pytester) -> None:
     forced.stdout.fnmatch_lines(["lmeval judge: 6 requests *"])  # the judge asked about "rome." too
 
 
+YAML_TASK = """\
+task: yqa
+dataset_path: local/yqa
+output_type: generate_until
+test_split: test
+doc_to_text: "{{question}}\\n{{reply}}"
+doc_to_target: answer
+metric_list:
+  - metric: judge
+    fn: !function helpers.judge
+"""
+HELPERS = """\
+import pytest_lmeval as lm
+
+judge = lm.judge("judge", template="Q: {question}\\nRef: {reference}\\n{answer}")
+"""
+
+
+def test_judged_metric_in_yaml(pytester: pytest.Pytester) -> None:
+    from benchmark_source import benchmark_source
+
+    folder = pytester.path / "evals" / "yqa"
+    folder.mkdir(parents=True)
+    (folder / "yqa.yaml").write_text(YAML_TASK)
+    (folder / "helpers.py").write_text(HELPERS)
+    (folder / "test_yqa.py").write_text(benchmark_source("yqa", "yqa"))
+    data = pytester.path / "data" / "local" / "yqa" / "default"
+    data.mkdir(parents=True)
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    (pytester.path / "pytest.ini").write_text("[pytest]\nlmeval_evals_dir = evals\n")
+    result = pytester.runpytest(
+        "evals", "-p", "no:cacheprovider", "--no-cache", "--model", "dummy:d", "--data-dir", "data",
+        "--judge-model", "dummy:judge", "--output-path", "out",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(["lmeval judge: 6 requests (6 unique): 0 from cache, 6 computed; 2 answers judged*"])
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert doc["results"]["yqa"]["judge,none"] == pytest.approx(1 / 2)
+
+
 def test_judged_metric_without_a_judge_is_unscored_with_the_reason(pytester: pytest.Pytester) -> None:
     _project(pytester)
     result = _run(pytester, "out", "--no-cache")

@@ -121,6 +121,11 @@ class Metric:
     higher_is_better: bool = True
     aggregation: str = "mean"
 
+    def __call__(self, doc: Doc, answer: Any) -> Any:
+        """Scores as its function does, so a YAML task's `fn: !function helpers.NAME` may name
+        a Metric (a judged one: `NAME = lm.judge(...)`)."""
+        return self.fn(doc, answer)
+
 
 def metric(
     fn: Callable[[Doc, Any], Any] | None = None,
