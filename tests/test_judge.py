@@ -191,6 +191,25 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
+def test_hf_judge_and_xdist(pytester: pytest.Pytester, tiny: Path) -> None:
+    """A local transformers model as the judge (`hf:`), and the same numbers under -n 2 (each
+    worker judges its own shard)."""
+    _project(pytester)
+    judge = ["--judge-model", "dummy:judge", "--no-cache"]
+    one = _run(pytester, "one", *judge)
+    two = _run(pytester, "two", *judge, "-n", "2")
+    assert one.ret == two.ret == pytest.ExitCode.TESTS_FAILED
+    first, second = _read(pytester, "one")[0], _read(pytester, "two")[0]
+    assert first["results"] == second["results"] and first["not_scored"] == second["not_scored"]
+    hf = _run(pytester, "hf", "--judge-model", f"hf:{tiny}", "--judge-model-args", "dtype=float32", "--no-cache")
+    hf.stdout.fnmatch_lines(["*loading judge hf:*", "lmeval judge: * requests (* unique): 0 from cache, * computed; *"])
+    doc = _read(pytester, "hf")[0]
+    assert doc["engine"]["judge"]["model"].startswith("hf:")
+    # the tiny random judge never says CORRECT or INCORRECT: each answer asked twice, then unscored
+    assert [e["reason"][:28] for e in doc["not_scored"]] == ["judge 'judge': no verdict in"] * 4
+    assert doc["engine"]["judge"]["requests"] == 8
+
+
 # The tiny random model never says CORRECT; it does say "no" and "true" as whole words in some
 # replies, which a benchmark may name as its verdicts.
 WORDS_BENCH = """
