@@ -200,3 +200,32 @@ def test_bad_run_file_and_unknown_task_are_one_line(pytester: pytest.Pytester) -
     result = _run(pytester, "out", "--model", "dummy:d", "--tasks", "alpha", "--task-args", "nosuch:limit=1")
     assert result.ret != 0
     assert "nosuch" in result.stderr.str()
+
+
+def test_chat_template_on_and_off_per_task(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    from tiny_model import build_tiny_model
+    from transformers import AutoTokenizer
+
+    folder = build_tiny_model(tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    tok.save_pretrained(folder)
+    pytester.makepyfile(test_trio=BENCH)
+    model = ["--model", "dummy:d", "--model-args", f"tokenizer={folder}", "--tasks", "alpha,beta", "--limit", "1"]
+    on = _run(pytester, "on", *model, "--task-args", "beta:chat_template=true;num_fewshot=0")
+    assert on.ret == 0, on.stdout.str()
+    assert (
+        _samples(pytester, "on", "alpha")[0]["arguments"]["gen_args_0"]["arg_0"]
+        == "Q: 2+2\n<think>two and two</think>4"
+    )
+    assert (
+        _samples(pytester, "on", "beta")[0]["arguments"]["gen_args_0"]["arg_0"]
+        == "<user>Q: 2+2\n<think>two and two</think>4<assistant>"
+    )
+    off = _run(pytester, "off", *model, "--apply-chat-template", "--task-args", "alpha:chat_template=false")
+    assert off.ret == 0, off.stdout.str()
+    assert (
+        _samples(pytester, "off", "alpha")[0]["arguments"]["gen_args_0"]["arg_0"]
+        == "Q: 2+2\n<think>two and two</think>4"
+    )
+    assert _samples(pytester, "off", "beta")[0]["arguments"]["gen_args_0"]["arg_0"].startswith("<user>")
