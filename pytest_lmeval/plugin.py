@@ -44,10 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    if config.getoption("lmeval_tasks") != "list":
+    selection = config.getoption("lmeval_tasks") or ""
+    if selection != "list" and not selection.startswith("list="):
         return None
     state = LmevalState.from_config(config)
-    print(state.registry.describe())
+    print(state.registry.describe(selection.partition("=")[2].strip() or None))
     return 0
 
 

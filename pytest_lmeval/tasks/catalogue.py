@@ -31,6 +31,38 @@ def lm_eval_tasks_dir() -> Path | None:
 _WORD = re.compile(r"[\w\-.]+")  # a name as it appears in YAML text, dots and dashes included
 _INCLUDE = re.compile(r"^[\"']?include[\"']?\s*:\s*(.*)$", re.M)
 _LIST_ITEM = re.compile(r"^\s*-\s*(.+?)\s*$")
+_KEY = re.compile(r"^[\"']?(task|group|tag)[\"']?\s*:[ \t]*(.*?)\s*$", re.M)
+
+
+def _scalar(value: str) -> str | None:
+    value = value.split(" #", 1)[0].strip().strip("'\"")
+    return value if value and not value.startswith(("[", "{", "!", "&", "*", "|", ">")) else None
+
+
+def _declared(text: str) -> tuple[str | None, str | None, list[str]]:
+    """A YAML text's top-level task name (a scalar `task:`), group name (a `group:` whose
+    `task:` is a list) and tags, read as text (no parsing): lm-eval's index, cheaply."""
+    keys: dict[str, str] = {}
+    tags: list[str] = []
+    for match in _KEY.finditer(text):
+        key, value = match.group(1), match.group(2)
+        keys.setdefault(key, value)
+        if key == "tag":
+            if _scalar(value):
+                tags.append(_scalar(value))  # type: ignore[arg-type]
+            elif value.startswith("["):
+                tags += [t.strip().strip("'\"") for t in value.strip("[]").split(",") if t.strip()]
+            elif not value:
+                for line in text[match.end() :].splitlines()[1:]:
+                    item = _LIST_ITEM.match(line)
+                    if not item:
+                        break
+                    tags.append(item.group(1).strip("'\""))
+    task = _scalar(keys["task"]) if "task" in keys else None
+    group = _scalar(keys["group"]) if "group" in keys else None
+    if group and task:  # an old-style task naming its group: the group works as a tag
+        return task, None, [*tags, group]
+    return task, (group if group and "task" in keys else None), tags
 
 
 def _includes(path: Path, text: str) -> list[Path]:
@@ -58,6 +90,7 @@ class Catalogue:
     _texts: dict[Path, str] | None = field(default=None, repr=False)
     _included_by: dict[Path, list[Path]] = field(default_factory=dict, repr=False)
     _words: dict[str, set[Path]] = field(default_factory=dict, repr=False)
+    _names: dict[str, set[str]] | None = field(default=None, repr=False)
 
     def _all(self) -> dict[Path, str]:
         if self._texts is None:
@@ -70,20 +103,59 @@ class Catalogue:
                         texts[path] = path.read_text(encoding="utf-8")
                     except (OSError, UnicodeDecodeError):
                         continue
-            for path, text in texts.items():
+            todo = list(texts.items())
+            while todo:  # includes may name files without a YAML suffix ("afrimmlu_direct")
+                path, text = todo.pop()
                 for inc in _includes(path, text):
                     self._included_by.setdefault(inc, []).append(path)
+                    if inc not in texts and inc.is_file():
+                        try:
+                            texts[inc] = inc.read_text(encoding="utf-8")
+                        except (OSError, UnicodeDecodeError):
+                            continue
+                        todo.append((inc, texts[inc]))
+            for path, text in texts.items():
                 for word in set(_WORD.findall(text)):
                     self._words.setdefault(word.rstrip("."), set()).add(path)
             self._texts = texts
         return self._texts
 
+    def names(self) -> dict[str, set[str]]:
+        """Every task, group and tag name the catalogue declares ("tasks", "groups", "tags"),
+        read from the files' text (for `--tasks list` and wildcards; nothing is parsed)."""
+        if self._names is None:
+            out: dict[str, set[str]] = {"tasks": set(), "groups": set(), "tags": set()}
+            texts = self._all()
+
+            def tags_of(path: Path, seen: tuple[Path, ...] = ()) -> list[str]:
+                """A file's tags, else those of the files it includes (the including file wins)."""
+                own = _declared(texts.get(path, ""))[2]
+                if own or path in seen:
+                    return own
+                return [t for inc in _includes(path, texts.get(path, "")) for t in tags_of(inc, (*seen, path))]
+
+            for path, text in texts.items():
+                if path.suffix != ".yaml":
+                    continue
+                task, group, tags = _declared(text)
+                tags = tags or ([] if group else tags_of(path))
+                if group:
+                    out["groups"].add(group)
+                elif task:
+                    out["tasks"].add(task)
+                out["tags"].update(tags)
+            out["tags"] -= out["groups"] | out["tasks"]
+            self._names = out
+        return self._names
+
     def candidates(self, name: str) -> list[Path]:
         """Task YAML files that may define `name` as a task, group or tag: those whose text
         holds the name as a whole word, and those including (at any depth) a file that does.
         Sorted by path, as lm-eval's index walks them (its first definition wins)."""
-        self._all()
+        texts = self._all()
         found = set(self._words.get(name, ()))
+        if not found and not _WORD.fullmatch(name):  # a name the word index splits: "x_(general)"
+            found = {path for path, text in texts.items() if name in text}
         todo = list(found)
         while todo:
             for parent in self._included_by.get(todo.pop(), []):

@@ -202,6 +202,12 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
     name = data.pop("task")
     if not isinstance(name, str):
         raise LmevalError(f"{source}: 'task' must be one task name, got {name!r}")
+    if data.get("class") is not None:
+        what = "a unitxt recipe" if "unitxt" in repr(data["class"]) or data.get("recipe") else "a Python task class"
+        raise LmevalError(
+            f"{source}: task {name!r} is {what} ({data['class']!r}), which pytest-lmeval does not run "
+            "(it runs YAML-configured tasks)"
+        )
     for key, feature in _UNSUPPORTED_KEYS.items():
         if data.get(key) is not None:
             raise LmevalError(f"{source}: task {name!r}: {feature} are not supported by pytest-lmeval (key {key!r})")
@@ -355,8 +361,8 @@ def group_config_from_dict(data: dict[str, Any], source: Path) -> GroupConfig:
     for item in raw:
         if isinstance(item, str):
             members.append(GroupMember(item))
-        elif isinstance(item, dict) and isinstance(item.get("task") or item.get("group"), str):
-            key = "group" if "group" in item else "task"
+        elif isinstance(item, dict) and isinstance(item.get("group" if "group" in item else "task"), str):
+            key = "group" if "group" in item else "task"  # an inline group lists its own `task:`
             members.append(GroupMember(item[key], {k: v for k, v in item.items() if k != key}, key))
         else:
             raise LmevalError(f"{source}: group {name!r}: unsupported entry in 'task': {item!r}")

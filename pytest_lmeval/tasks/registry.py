@@ -156,8 +156,8 @@ class Registry:
                 group = group_config_from_dict(data, path)
                 self.groups[name] = group
                 self.roots[name] = root
-            elif "group" not in data and data.get("task") == name and name not in self.tasks:
-                self._add_task(data, path, root)
+            elif ("group" not in data or "class" in data) and data.get("task") == name and name not in self.tasks:
+                self._add_task({k: v for k, v in data.items() if k != "group"}, path, root)  # class: a task
             elif "group" not in data and name in tags and isinstance(data.get("task"), str):
                 task = data["task"]
                 if task not in self.tasks and task not in self.groups:
@@ -263,11 +263,17 @@ class Registry:
             if not name:
                 continue
             if any(ch in name for ch in "*?["):
+                # The project's names first (they shadow the catalogue's, as by name); a pattern
+                # matching none of them matches lm-eval's catalogue names.
                 matches = [n for n in self.names if fnmatch.fnmatchcase(n, name)]
+                catalogue = self.catalogue.names() if self.catalogue is not None and not matches else {}
+                tags = set(self.tags) | set(catalogue.get("tags", ())) - set(self.groups)
+                matches += sorted(n for names in catalogue.values() for n in names if fnmatch.fnmatchcase(n, name))
                 if not matches:
                     raise LmevalError(f"--tasks {name!r} matches no task or group")
                 # A tag that a pattern matches adds nothing: its tasks match or are named.
-                matches = [m for m in matches if m not in self.tags or m in self.groups]
+                matches = [m for m in matches if m not in tags or m in self.groups] or matches  # only tags: them
+                matches = [m for m in matches if self._known(m)]  # a catalogue name: read it now
             else:
                 self.leaves(name)  # raises a clear error for an unknown name
                 matches = [name]
@@ -276,18 +282,40 @@ class Registry:
             raise LmevalError("--tasks is empty: name at least one task or group")
         return picked
 
-    def describe(self) -> str:
-        """The `--tasks list` listing."""
-        lines = ["Groups:"]
-        for name in sorted(self.groups):
-            lines.append(f"  {name:<40} {len(self.leaves(name)):>4} tasks")
+    def describe(self, pattern: str | None = None) -> str:
+        """The `--tasks list` listing (`--tasks list=PATTERN`: only the names it matches, a
+        shell-style wildcard, or any name containing it): this project's benchmarks, then the
+        groups, tags and tasks of lm-eval's catalogue."""
+        if pattern and not any(ch in pattern for ch in "*?["):
+            pattern = f"*{pattern}*"
+
+        def keep(names: Iterable[str]) -> list[str]:
+            return sorted(n for n in names if not pattern or fnmatch.fnmatchcase(n, pattern))
+
+        root = self.catalogue.root if self.catalogue is not None else None
+        ours = {n for n in (*self.tasks, *self.groups) if self.roots.get(n) != root}
+        groups = keep(g for g in self.groups if g in ours)
+        tags = keep(t for t in set(self.tags) - set(self.groups) if any(m in ours for m in self.tags[t]))
+        tasks = keep(t for t in self.tasks if t in ours)
+        lines = [f"Benchmarks of this project{f' matching {pattern!r}' if pattern else ''}:", "Groups:"]
+        lines += [f"  {name:<40} {len(self.leaves(name)):>4} tasks" for name in groups] or ["  (none)"]
         lines.append("Tags:")
-        for name in sorted(set(self.tags) - set(self.groups)):
-            lines.append(f"  {name:<40} {len(self.tags[name]):>4} tasks")
+        lines += [f"  {name:<40} {len(self.tags[name]):>4} tasks" for name in tags] or ["  (none)"]
         lines.append("Tasks:")
-        for name in sorted(self.tasks):
-            cfg = self.tasks[name]
-            lines.append(f"  {name:<40} {cfg.output_type:<16} {cfg.dataset_path}")
-        if self.catalogue is not None:
-            lines.append(f"(and any task of lm-eval's catalogue in {self.catalogue.root}, by name)")
+        lines += [
+            f"  {name:<40} {self.tasks[name].output_type:<16} {self.tasks[name].dataset_path}" for name in tasks
+        ] or ["  (none)"]
+        if self.catalogue is None:
+            if lm_eval_tasks_dir() is None:
+                lines.append('(lm-eval\'s catalogue is not installed: pip install "pytest-lmeval[catalogue]")')
+            return "\n".join(lines)
+        names = self.catalogue.names()
+        shown = {kind: [n for n in keep(names[kind]) if n not in ours] for kind in ("groups", "tags", "tasks")}
+        lines.append(
+            f"lm-eval's catalogue ({self.catalogue.root}){f' matching {pattern!r}' if pattern else ''}: "
+            f"{len(shown['groups'])} groups, {len(shown['tags'])} tags, {len(shown['tasks'])} tasks"
+        )
+        for kind in ("groups", "tags", "tasks"):
+            lines.append(f"  {kind.capitalize()}:")
+            lines += [f"    {name}" for name in shown[kind]] or ["    (none)"]
         return "\n".join(lines)
