@@ -156,6 +156,21 @@ def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror) -> No
         assert 0 < sum(map(float, ours[next(iter(ours))])) < len(task.docs)
 
 
+def test_gpqa_shuffles_the_same_in_every_run(library, mirror) -> None:
+    """GPQA's process_docs shuffles choices with Python's global generator: seeded as lm-eval
+    seeds it, whatever state the generator was left in (a run, a rerun, each xdist worker)."""
+    prompts = []
+    for seed in (1, 2):
+        random.seed(seed)
+        task = Task(library.tasks["leaderboard_gpqa_main"], data_dir=mirror)
+        prompts.append([task.build(i).requests[0].args[0] for i in range(len(task.docs))])
+    assert prompts[0] == prompts[1]
+    assert len(set(prompts[0])) == len(prompts[0]) == 3
+    state = random.getstate()
+    Task(library.tasks["leaderboard_gpqa_main"], data_dir=mirror)
+    assert random.getstate() == state  # the caller's generator is left as it was
+
+
 def _plain(value):
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]

@@ -7,6 +7,7 @@ imports `mod.py` from the YAML file's own folder (never from elsewhere), as lm-e
 from __future__ import annotations
 
 import importlib.util
+import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,18 @@ def _prepare_helper_data(module_path: Path) -> None:
         ensure_punkt_tab()
 
 
+def _seeded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A process_docs helper run with Python's global random generator seeded 0, as lm-eval's
+    simple_evaluate seeds it, then restored: GPQA's shuffles its choices with it, and unseeded
+    they would differ from run to run and between xdist workers."""
+    state = random.getstate()
+    random.seed(0)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        random.setstate(state)
+
+
 class FunctionRef:
     """A `!function` reference, resolved on first use so that scanning YAML stays cheap."""
 
@@ -63,6 +76,8 @@ class FunctionRef:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._fn is None:
             self._fn = _import_helper(self.yaml_path, self.dotted)
+        if args and type(args[0]).__name__ == "Dataset":  # process_docs: the whole data set
+            return _seeded(self._fn, *args, **kwargs)
         return self._fn(*args, **kwargs)
 
     def __repr__(self) -> str:
