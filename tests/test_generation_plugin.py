@@ -308,9 +308,9 @@ def test_lm_eval_catalogue_task_by_name(pytester: pytest.Pytester) -> None:
     ("extra", "message"),
     [
         ("doc_to_image: img\n", "image inputs (doc_to_image) are not supported by pytest-lmeval"),
-        ("class: !function helpers.MyTask\n", "Python-defined tasks ('class:') are not supported"),
+        ("class: !function helpers.MyTask\n", "is a Python task class (!function helpers.MyTask), which pytest-lmeval"),
         ("unsafe_code: true\n", "executes model-written code (unsafe_code: true)"),
-        ("metric_list:\n  - metric: bleu\n", "metric 'bleu' is not supported for generate_until"),
+        ("metric_list:\n  - metric: bleu\n    aggregation: geometric\n", "aggregation 'geometric' is not supported"),
         (
             "filter_list:\n  - name: x\n    filter:\n      - function: decontaminate\n",
             "'decontaminate' is not supported",
