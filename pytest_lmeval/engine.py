@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from . import efficiency
 from .answer_checks import Unanswered
 from .cache import ResponseCache
 from .models.base import Backend, RequestFailed
@@ -41,6 +42,7 @@ class EngineStats:
     tokens: dict[str, int] = field(default_factory=dict)  # the backend's token_counts(), if any
     failed: int = 0  # requests the backend gave up on
     not_run: int = 0  # requests never sent: the run stopped at a failed one first
+    costs: dict[Request, efficiency.Cost] = field(default_factory=dict)  # per computed request (not in to_json)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -140,6 +142,7 @@ def run_requests(
             pending = of_kind[start : start + size]
             while pending:
                 try:
+                    called = time.perf_counter()
                     responses = method(pending, advance)
                 except Exception as exc:
                     given_up = _given_up(exc, pending)
@@ -164,6 +167,7 @@ def run_requests(
                         f"for {len(pending)} {kind} requests"
                     )
                 pairs = list(zip(pending, responses, strict=True))
+                stats.costs.update(efficiency.share(backend, pending, responses, time.perf_counter() - called))
                 answers.update(pairs)
                 if cache is not None:
                     cache.store(pairs)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import distribute, perturb
+from . import distribute, efficiency, perturb
 from .answer_checks import check_answers
 from .benchmark import MARK as BENCHMARK_MARK
 from .benchmark import Doc
@@ -206,6 +206,7 @@ def lmeval_answers(request: pytest.FixtureRequest) -> Generator[dict, None, None
         )
     state.answers = answers
     state.engine_stats = stats.to_json()
+    state.request_costs.update(stats.costs)
     judged = run_judge_phase(request.config, state, work, answers)  # judged metrics: the judge's turn
     yield answers
     if judged is not None:
@@ -245,21 +246,23 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
     try:
         result = yield
     except (AssertionError, pytest.fail.Exception):
-        _keep(pyfuncitem, ref, lambda: _record(doc, ref, False if counts else None))
+        _keep(pyfuncitem, ref, lambda: _record(doc, ref, False if counts else None, state.request_costs))
         raise
     except BaseException as exc:
         pyfuncitem.stash[SCORED] = _not_scored(ref, exc)
         raise
-    _keep(pyfuncitem, ref, lambda: _record(doc, ref, True if counts else None))
+    _keep(pyfuncitem, ref, lambda: _record(doc, ref, True if counts else None, state.request_costs))
     if state.options.item_outcome == "correct" and doc.correct is False:
         shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in doc.metrics.items())
         raise AssertionError(f"{doc.id} answered wrong ({shown})")
     return result
 
 
-def _record(doc: Doc, ref: DocRef, passed: bool | None) -> dict[str, Any]:
-    """The document's record, with its confidence (multiple choice) for calibration."""
+def _record(doc: Doc, ref: DocRef, passed: bool | None, costs: dict) -> dict[str, Any]:
+    """The document's record, with its confidence (multiple choice) for calibration, its
+    perturbation, and what its requests cost (efficiency.py)."""
     record = doc.record(passed=passed)
+    record[efficiency.KEY] = efficiency.of_document(doc.work.requests, costs)
     confidence = doc_confidence(doc.task, doc.work, doc.responses)
     if confidence is not None:
         record[CONFIDENCE] = confidence

@@ -54,6 +54,7 @@ class LmevalState:
     records: list[dict[str, Any]] = field(default_factory=list)  # controller only
     perturbed: list[dict[str, Any]] = field(default_factory=list)  # controller: records of perturbed items
     perturb: tuple[str, ...] = ()  # --perturb
+    request_costs: dict[Request, Any] = field(default_factory=dict)  # efficiency.Cost of each computed request
     failures: list[dict[str, Any]] = field(default_factory=list)  # documents not scored
     model_info: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)

@@ -114,7 +114,7 @@ def test_samples_in_lm_eval_schema(full_run: pytest.RunResult, pytester: pytest.
     for sample, (row, acc, norm) in zip(samples, EXPECTED["quiz_a"], strict=True):
         assert set(sample) == {
             "doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
-            "doc_hash", "prompt_hash", "target_hash", "acc", "acc_norm", "confidence",
+            "doc_hash", "prompt_hash", "target_hash", "acc", "acc_norm", "confidence", "efficiency",
         }  # fmt: skip
         prompt = f"Q: {row['question']}\nA:"
         assert sample["doc"] == row

@@ -1,5 +1,6 @@
 """`python -m pytest_lmeval.report compare RUN [RUN ...] [-o compare.html]`: one page charting
-each metric across runs (checkpoints, in the order given)."""
+each metric across runs (checkpoints, in the order given); `... summarize FOLDER [-o OUT]`: one
+table of every run under a folder (markdown, JSON, LaTeX) and an HTML index of their reports."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from .html import render_compare
 from .results import atomic_write
+from .summarize import summarize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     cmp = sub.add_parser("compare", help="chart each metric across runs")
     cmp.add_argument("runs", nargs="+", type=Path, help="output folders (or their results.json), oldest first")
     cmp.add_argument("-o", "--output", type=Path, default=Path("compare.html"))
+    summ = sub.add_parser("summarize", help="one table of every run under a folder, and an index page")
+    summ.add_argument("folder", type=Path, help="a folder holding runs (e.g. reports/)")
+    summ.add_argument("-o", "--output", type=Path, default=None, help="where to write (default: the folder)")
     args = parser.parse_args(argv)
+    if args.command == "summarize":
+        if not args.folder.is_dir():
+            parser.error(f"not a folder: {args.folder}")
+        for path in summarize(args.folder, args.output):
+            print(f"wrote {path}")
+        return 0
     missing = [r for r in args.runs if not (r / "results.json" if r.is_dir() else r).is_file()]
     if missing:
         parser.error(f"no results.json in: {', '.join(map(str, missing))}")

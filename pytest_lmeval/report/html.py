@@ -38,19 +38,38 @@ def _svg_open(title: str, width: float, height: float) -> str:
     )
 
 
-def bar_chart(title: str, bars: list[tuple[str, float]], scale: float | None = None) -> str:
-    """A horizontal bar chart as inline SVG (one bar per subtask)."""
+Bar = tuple[str, float, "float | None", "int | None"]  # name, value, stderr, documents
+
+
+def bar_chart(title: str, bars: list[Bar], scale: float | None = None) -> str:
+    """A horizontal bar chart as inline SVG (one bar per subtask), each bar with its 95%
+    interval (value +- 1.96 stderr) when it has a stderr: a 10-document subject at 0.30 is
+    not the same news as a 1,000-document one."""
     if not bars:
         return ""
-    top = scale or max(1e-9, max(v for _, v in bars))
+    top = scale or max(1e-9, max(v for _, v, _, _ in bars))
     row, label_w, bar_w = 18, 260, 420
-    parts = [_svg_open(title, label_w + bar_w + 70, row * len(bars) + 30)]
-    for i, (name, value) in enumerate(bars):
+    x = lambda v: label_w + max(0.0, min(1.0, v / top)) * bar_w  # noqa: E731
+    parts = [_svg_open(title, label_w + bar_w + 170, row * len(bars) + 30)]
+    for i, (name, value, stderr, n) in enumerate(bars):
         y = 24 + i * row
-        width = max(0.0, min(1.0, value / top)) * bar_w
+        width = x(value) - label_w
         parts.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{html.escape(name)}</text>')
         parts.append(f'<rect class="bar" x="{label_w}" y="{y + 2}" width="{width:.1f}" height="{row - 4}"/>')
-        parts.append(f'<text x="{label_w + width + 4:.1f}" y="{y + 12}">{value:.4f}</text>')
+        label = f"{value:.4f}"
+        end = x(value)
+        if isinstance(stderr, (int, float)):
+            half = 1.96 * stderr
+            lo, hi = x(value - half), x(value + half)
+            parts.append(
+                f'<line class="ci" x1="{lo:.1f}" y1="{y + row / 2:.1f}" x2="{hi:.1f}" y2="{y + row / 2:.1f}">'
+                f"<title>95% interval [{value - half:.4f}, {value + half:.4f}]</title></line>"
+            )
+            label += f" \u00b1{half:.3f}"
+            end = max(end, hi)
+        if n is not None:
+            label += f" (n={n})"
+        parts.append(f'<text x="{end + 4:.1f}" y="{y + 12}">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -141,6 +160,70 @@ def reliability_chart(title: str, bins: list[Any]) -> str:
     return "".join(parts)
 
 
+def latency_chart(title: str, seconds: list[float], bins: int = 12) -> str:
+    """A histogram of the time per request (a measurement of the run, not of the model)."""
+    if not seconds:
+        return ""
+    top = max(seconds) or 1e-9
+    counts = [0] * bins
+    for s in seconds:
+        counts[min(bins - 1, int(s / top * bins))] += 1
+    w, h, pad, top_y = 260, 120, 34, 24
+    most = max(counts)
+    parts = [_svg_open(title, w + pad + 20, h + top_y + 34).replace('class="chart"', 'class="chart small"', 1)]
+    bar = w / bins
+    for i, c in enumerate(counts):
+        height = c / most * h
+        x = pad + i * bar
+        parts.append(
+            f'<rect class="bar" x="{x:.1f}" y="{top_y + h - height:.1f}" width="{bar - 1:.1f}" height="{height:.1f}">'
+            f"<title>{c} requests, {i * top / bins:.4f} to {(i + 1) * top / bins:.4f} s</title></rect>"
+        )
+    parts.append(f'<text x="{pad}" y="{top_y + h + 14}" text-anchor="start">0</text>')
+    parts.append(f'<text x="{pad + w}" y="{top_y + h + 14}" text-anchor="end">{top:.4f} s</text>')
+    parts.append(f'<text x="{pad + w / 2}" y="{top_y + h + 28}" text-anchor="middle">seconds per request</text>')
+    parts.append(f'<text x="{pad - 4}" y="{top_y + 10}" text-anchor="end">{most}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _robustness(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per perturbed task: the metric whose flips are listed, its value as is, under each
+    perturbation and in the worst case, and the flipped documents with a -k to rerun them."""
+    out = []
+    for name, robust in (doc.get("robustness") or {}).items():
+        key = robust.get("metric")
+        if not key:
+            continue
+        metric, _, filt = key.partition(",")
+        entry = doc["results"].get(name, {})
+        values = [("as is", entry.get(key))]
+        values += [(p, entry.get(f"{metric}@{p},{filt}")) for p in robust["perturbations"]]
+        values.append(("worst case", entry.get(f"{metric}@robust,{filt}")))
+        flips = []
+        for p, f in robust["flipped"].items():
+            ids = f["to_wrong"] + f["to_right"]
+            # each document as is and perturbed: items test_x[task-3] and test_x[task-3[typos]]
+            rerun = rerun_expression(ids + [f"{i}[{p}]" for i in ids]) if 0 < len(ids) <= MAX_RERUN_IDS else None
+            flips.append({"perturbation": p, "to_wrong": f["to_wrong"], "to_right": f["to_right"], "rerun_k": rerun})
+        out.append({"task": name, "metric": metric, "documents": robust["documents"], "values": values, "flips": flips})
+    return out
+
+
+def _latency_charts(state: Any, doc: dict[str, Any]) -> list[str]:
+    charts = []
+    for name in doc.get("efficiency") or {}:
+        seconds = [
+            s
+            for r in state.records + getattr(state, "perturbed", [])
+            if r["task"] == name
+            for s in (r.get("efficiency") or {}).get("request_seconds", [])
+            if s is not None
+        ]
+        charts.append(latency_chart(f"{name}: time per request", seconds))
+    return [c for c in charts if c]
+
+
 def _reliability_charts(state: Any) -> list[str]:
     """A reliability diagram per multiple-choice task and group (a group pools its tasks)."""
     results = getattr(state, "results", None)
@@ -185,34 +268,29 @@ def _rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _leaves(name: str, subtasks: dict[str, list[str]]) -> list[str]:
-    members = subtasks.get(name) or []
-    return [leaf for m in members for leaf in (_leaves(m, subtasks) if subtasks.get(m) else [m])]
-
-
 def _charts(doc: dict[str, Any]) -> list[str]:
-    """A chart per group of its direct members, and for a group of groups (MMLU) one of all
-    its tasks (the 57 subjects)."""
+    """A chart per group of its direct members, so each task appears once: MMLU's chart has
+    its four categories, and each category's its subjects."""
     charts = []
     subtasks = doc.get("group_subtasks", {})
-    views = []
+    sizes = doc.get("n-samples", {})
     order = list(doc.get("groups") or {})  # display order: outer groups first
     for group in sorted(subtasks, key=lambda g: order.index(g) if g in order else len(order)):
         members = subtasks[group]
-        if not members:
-            continue
-        views.append((group, members))
-        if any(subtasks.get(m) for m in members):
-            views.append((f"{group} (all {len(_leaves(group, subtasks))} tasks)", _leaves(group, subtasks)))
-    for group, members in views:
-        bars, metric = [], None
+        bars: list[Bar] = []
+        metric = None
         for member in members:
-            main = _main_metric(doc["results"].get(member, {}))
+            entry = doc["results"].get(member, {})
+            main = _main_metric(entry)
             if main:
                 metric = metric or main[0]
-                bars.append((doc["results"][member].get("alias", member).strip(" -"), main[1]))
+                name, _, filt = main[0].partition(",")
+                stderr = entry.get(f"{name}_stderr,{filt}")
+                n = (sizes.get(member) or {}).get("effective")
+                alias = entry.get("alias", member).strip(" -")
+                bars.append((alias, main[1], stderr if isinstance(stderr, (int, float)) else None, n))
         if bars:
-            scale = 1.0 if all(0 <= v <= 1 for _, v in bars) else None
+            scale = 1.0 if all(0 <= v <= 1 for _, v, _, _ in bars) else None
             charts.append(bar_chart(f"{group}: {metric} per subtask", bars, scale))
     return charts
 
@@ -331,6 +409,9 @@ def render_report(state: Any, doc: dict[str, Any]) -> str:
         rows=_rows(doc),
         charts=[Markup(c) for c in _charts(doc)],
         reliability=[Markup(c) for c in _reliability_charts(state)],
+        efficiency=doc.get("efficiency") or {},
+        robustness=_robustness(doc),
+        latency=[Markup(c) for c in _latency_charts(state, doc)],
         gates=gates,
         failed=len(failed),
         baseline=(doc.get("baseline") or None),

@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import efficiency
 from ..errors import LmevalError
 from ..models.base import redact_args, redact_args_text
 from ..scoring import sha256
@@ -137,6 +138,9 @@ def finish(state: LmevalState) -> None:
     extra["gates"] = [g.to_json() for g in state.gates]
     if results.robust:
         extra["robustness"] = {name: r.to_json() for name, r in results.robust.items()}
+    costs = _efficiency(state, results)
+    if costs:
+        extra["efficiency"] = costs
     if state.baseline is not None:
         extra["baseline"] = {**state.baseline.info, "comparisons": [c.to_json() for c in state.comparisons]}
     doc = build_results(results, state.tasks, state.registry, _run_config(state), extra)
@@ -172,9 +176,9 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
     if results.group_names:
         reporter.write_line("")
         reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True))
-    for line in leaderboard.lines(leaderboard.scores(results, tasks)):
+    for line in _robustness_lines(results) + _efficiency_lines(state, results):
         reporter.write_line(line)
-    for line in _robustness_lines(results):
+    for line in leaderboard.lines(leaderboard.scores(results, tasks)):
         reporter.write_line(line)
     partial = [n for n in results.group_names if results.entries[n].missing]
     for name in partial:
@@ -202,6 +206,32 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
                 reporter.write_line(f"    {shown}")
     for path in state.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
+
+
+def _efficiency(state: LmevalState, results: Results) -> dict[str, Any]:
+    """Per task, what its requests cost this run (efficiency.py), perturbed items included."""
+    out = {}
+    for name in results.task_names:
+        got = efficiency.summary(r for r in state.records + state.perturbed if r["task"] == name)
+        if got is not None:
+            out[name] = got
+    return out
+
+
+def _efficiency_lines(state: LmevalState, results: Results) -> list[str]:
+    lines = []
+    for name, e in _efficiency(state, results).items():
+        per = e.get("seconds_per_request")
+        if not per:
+            continue
+        rate = f", {e['tokens_per_second']:.0f} tokens/s" if e.get("tokens_per_second") else ""
+        lines.append(
+            f"lmeval efficiency: {name}: {e['computed_requests']} of {e['requests']} requests computed in "
+            f"{e['seconds']:.2f}s, per request median {per['median']:.4f}s, p90 {per['p90']:.4f}s{rate}"
+        )
+    if lines:
+        lines.insert(0, f"lmeval efficiency ({efficiency.NOTE}):")
+    return lines
 
 
 def _robustness_lines(results: Results) -> list[str]:
