@@ -143,6 +143,9 @@ def test_a_gate_on_the_worst_case(pytester: pytest.Pytester) -> None:
         failed.outlines
     )
     assert run(pytester, *args, "--threshold", "echo:exact_match@robust>=0.25").ret == 0
+    unperturbed = run(pytester, "--model", "dummy:d", "--threshold", "echo:exact_match@robust>=0.25")
+    assert unperturbed.ret == 1
+    assert any("robust needs --perturb" in line for line in unperturbed.outlines)
 
 
 def test_an_unknown_perturbation_is_one_error_line(pytester: pytest.Pytester) -> None:

@@ -113,7 +113,10 @@ def check_bounds(bounds: list[Bound], results: Results) -> list[Gate]:
         name = f"gate[{b.label}]"
         if value is None:
             known = ", ".join(results.entries) or "none"
-            gates.append(Gate(name, False, f"{b.task}:{b.metric} was not measured in this run (tasks: {known})"))
+            hint = ""
+            if "@" in b.metric:  # acc@robust, acc@typos: measured only on perturbed items
+                hint = f"; {b.metric.partition('@')[2]} needs --perturb (perturb.py)"
+            gates.append(Gate(name, False, f"{b.task}:{b.metric} was not measured in this run (tasks: {known}){hint}"))
             continue
         ok = (b.low is None or value >= b.low) and (b.high is None or value <= b.high)
         limit = " and ".join(
