@@ -326,6 +326,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         cache_dir = _ini_path(config, str(cache_raw), from_ini) if cache_raw else default_cache_dir()
 
     thresholds = tuple(config.getoption("lmeval_threshold") or config.getini("lmeval_threshold") or ())
+    thresholds += tuple(t for t in task_settings.thresholds if t not in thresholds)  # the run file's gates
     for text in thresholds:
         parse_threshold(text)  # a malformed threshold is an error before anything runs
     gates_raw, from_ini = _raw(config, "gates")

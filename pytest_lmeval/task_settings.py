@@ -116,11 +116,12 @@ class RunSettings:
     by_name: dict[str, TaskSettings] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()  # the run file's tasks, in its order: the run's --tasks when not given
     options: dict[str, Any] = field(default_factory=dict)  # the run file's plain run options
+    thresholds: tuple[str, ...] = ()  # the run file's gates, TASK:METRIC>=VALUE (a task's own `threshold`)
 
     def add(self, name: str, settings: TaskSettings) -> RunSettings:
         by_name = dict(self.by_name)
         by_name[name] = by_name[name].merged(settings) if name in by_name else settings
-        return RunSettings(by_name, self.tasks, self.options)
+        return RunSettings(by_name, self.tasks, self.options, self.thresholds)
 
     def for_task(self, task: str, groups_of: Mapping[str, Iterable[str]]) -> TaskSettings:
         """The task's settings: those of every group above it (outermost first), then its own.
@@ -322,7 +323,8 @@ def parse_task_args(values: Iterable[str], run: RunSettings | None = None) -> Ru
 
 def load_run_file(path: Path, run_options: Iterable[str]) -> RunSettings:
     """A run file: `tasks` (a list of names or {task: NAME, settings...}, or a mapping of names
-    to settings) and any of `run_options` (plain run options, e.g. model, limit)."""
+    to settings; a task's `threshold` gates it: `acc>=0.4` or a list of such), `threshold` (a
+    list of TASK:METRIC>=VALUE gates) and any of `run_options` (plain run options, e.g. model)."""
     import yaml
 
     try:
@@ -336,17 +338,18 @@ def load_run_file(path: Path, run_options: Iterable[str]) -> RunSettings:
     if not isinstance(data, dict):
         raise LmevalError(f"--run-file {path}: expected a mapping with a 'tasks' list")
     allowed = set(run_options)
-    unknown = set(data) - allowed - {"tasks"}
+    unknown = set(data) - allowed - {"tasks", "threshold"}
     if unknown:
         raise LmevalError(
-            f"--run-file {path}: unknown keys {sorted(unknown)} (known: tasks, {', '.join(sorted(allowed))})"
+            f"--run-file {path}: unknown keys {sorted(unknown)} (known: tasks, threshold, {', '.join(sorted(allowed))})"
         )
     entries = data.get("tasks")
     if isinstance(entries, dict):
         entries = [{"task": name, **(settings or {})} for name, settings in entries.items()]
     if not isinstance(entries, list) or not entries:
         raise LmevalError(f"--run-file {path}: 'tasks' must list at least one task")
-    run = RunSettings(options={k: v for k, v in data.items() if k != "tasks"})
+    run = RunSettings(options={k: v for k, v in data.items() if k not in ("tasks", "threshold")})
+    gates = list(_gate_list(data.get("threshold"), f"--run-file {path}: threshold"))
     names: list[str] = []
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
@@ -358,9 +361,20 @@ def load_run_file(path: Path, run_options: Iterable[str]) -> RunSettings:
             )
         name = entry["task"]
         names.append(name)
-        settings = {k: v for k, v in entry.items() if k != "task"}
-        run = run.add(name, settings_from_mapping(settings, f"--run-file {path}: tasks[{i}] {name!r}"))
-    return RunSettings(run.by_name, tuple(dict.fromkeys(names)), run.options)
+        where = f"--run-file {path}: tasks[{i}] {name!r}"
+        gates += [f"{name}:{g}" for g in _gate_list(entry.get("threshold"), f"{where}: threshold")]
+        settings = {k: v for k, v in entry.items() if k not in ("task", "threshold")}
+        run = run.add(name, settings_from_mapping(settings, where))
+    return RunSettings(run.by_name, tuple(dict.fromkeys(names)), run.options, tuple(gates))
+
+
+def _gate_list(value: Any, where: str) -> Iterable[str]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise LmevalError(f"{where}: expected a gate like 'acc>=0.4', or a list of them, got {value!r}")
+    return [v.strip() for v in items]
 
 
 # -- applying -----------------------------------------------------------------------------------

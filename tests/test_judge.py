@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from benchmark_source import benchmark_source
+from openai_server import ModelService, OpenAIServer
 
 from pytest_lmeval.judging import Judge
 
@@ -146,8 +148,6 @@ judge = lm.judge("judge", template="Q: {question}\\nRef: {reference}\\n{answer}"
 
 
 def test_judged_metric_in_yaml(pytester: pytest.Pytester) -> None:
-    from benchmark_source import benchmark_source
-
     folder = pytester.path / "evals" / "yqa"
     folder.mkdir(parents=True)
     (folder / "yqa.yaml").write_text(YAML_TASK)
@@ -228,8 +228,6 @@ WORD = re.compile(r"(?<!\w)(true|no)(?!\w)", re.IGNORECASE)
 
 
 def test_judged_example_against_a_real_server(pytester: pytest.Pytester, tiny: Path, monkeypatch) -> None:
-    from openai_server import ModelService, OpenAIServer
-
     secret = "sk-judge-" + "0a1b2c3d4e5f" * 3
     monkeypatch.setenv("LMEVAL_JUDGE_KEY", secret)
     example = pytester.path / "judged_qa"

@@ -202,14 +202,22 @@ def test_bad_run_file_and_unknown_task_are_one_line(pytester: pytest.Pytester) -
     assert "nosuch" in result.stderr.str()
 
 
-def test_chat_template_on_and_off_per_task(pytester: pytest.Pytester, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def chat_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tokenizer folder with a chat template (built before pytester's test starts: what it
+    imports must outlive the test, see conftest.py)."""
     from tiny_model import build_tiny_model
     from transformers import AutoTokenizer
 
-    folder = build_tiny_model(tmp_path / "tok")
+    folder = build_tiny_model(tmp_path_factory.mktemp("tok"))
     tok = AutoTokenizer.from_pretrained(folder)
     tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     tok.save_pretrained(folder)
+    return folder
+
+
+def test_chat_template_on_and_off_per_task(pytester: pytest.Pytester, chat_tokenizer: Path) -> None:
+    folder = chat_tokenizer
     pytester.makepyfile(test_trio=BENCH)
     model = ["--model", "dummy:d", "--model-args", f"tokenizer={folder}", "--tasks", "alpha,beta", "--limit", "1"]
     on = _run(pytester, "on", *model, "--task-args", "beta:chat_template=true;num_fewshot=0")
@@ -229,3 +237,19 @@ def test_chat_template_on_and_off_per_task(pytester: pytest.Pytester, tmp_path: 
         == "Q: 2+2\n<think>two and two</think>4"
     )
     assert _samples(pytester, "off", "beta")[0]["arguments"]["gen_args_0"]["arg_0"].startswith("<user>")
+
+
+def test_run_file_gates(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_trio=BENCH)
+    gated = RUN_FILE.replace("    fewshot_seed: 7\n", "    fewshot_seed: 7\n    threshold: exact_match>=0.5\n")
+    gated = gated.replace('    filters: {remove_until: "</think>"}\n', '    filters: {remove_until: "</think>"}\n'
+                          "    threshold: [exact_match>=0.6]\n")  # fmt: skip
+    pytester.path.joinpath("run.yaml").write_text(gated + "threshold: ['alpha:exact_match<=0.5']\n")
+    result = _run(pytester, "out", "--run-file", "run.yaml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # beta's gate: 1/5 < 0.5
+    gates = {g["name"]: g["passed"] for g in _results(pytester, "out")["gates"]}
+    assert gates == {
+        "gate[alpha:exact_match<=0.5]": True,
+        "gate[beta:exact_match>=0.5]": False,
+        "gate[gamma:exact_match>=0.6]": True,  # 4/6 with the </think> filter; 1/6 without
+    }
