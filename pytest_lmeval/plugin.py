@@ -358,7 +358,7 @@ def _left_unscored(session: pytest.Session, state: LmevalState, exitstatus: int)
         why = f"the session stopped early ({session.shouldfail or session.shouldstop or 'before it ran'})"
     if state.work:  # a run without xdist: this process ran every document
         gaps.docs.update(refused(state.work.values(), state.answers))
-        done = {(r["task"], r["doc_id"]) for r in state.records + state.failures}
+        done = {(r["task"], r["doc_id"]) for r in state.records + state.failures + state.perturbed}
         for work in state.work.values():
             if (work.task, work.doc_id) not in done:
                 gaps.add((work.task, work.doc_id), why)

@@ -130,6 +130,7 @@ def test_metric_per_perturbation_worst_case_and_flipped_documents(pytester: pyte
     # -k picks the perturbed items by name
     only = run(pytester, "--model", "dummy:d", "--perturb", "lowercase", "-k", "lowercase", "--output-path", "k")
     only.assert_outcomes(passed=4)
+    assert only.ret == 0 and "PARTIAL" not in only.stdout.str()  # the originals were not asked for
     picked = run(pytester, "--model", "dummy:d", "--perturb", "lowercase", "-k", "[echo-0] or [echo-2[lowercase]]")
     picked.assert_outcomes(passed=2)
 
