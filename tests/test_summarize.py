@@ -10,6 +10,8 @@ import sys
 import pytest
 from quiz_project import read_json, run, write_quiz
 
+from pytest_lmeval.report import summarize
+
 
 def test_summarize_tables_every_run_found(pytester: pytest.Pytester) -> None:
     write_quiz(pytester.path)
@@ -40,6 +42,13 @@ def test_summarize_tables_every_run_found(pytester: pytest.Pytester) -> None:
         "../reports/second/run/report.html",
     ]
     assert (folder / "../reports/first/run/report.html").resolve().is_file()
+    # the revision from the model fingerprint: a hub commit, else the local weights' hash
+    assert summarize._revision({"config": {"model_fingerprint": {"commit": "0123456789abcdef"}}}) == "0123456789ab"
+    local = {"config": {"model_fingerprint": {"weights_sha256": "224d0cd3feb3ce9b"}}}
+    assert summarize._revision(local) == "sha256:224d0cd3feb3"
+    assert summarize.Run(folder, "hf:m", "sha256:224d0cd3feb3", "2026-12-01T08:31:00", {}).label == (
+        "hf:m@sha256:224d0cd3feb3 (2026-12-01 08:31)"
+    )
     missing = pytester.run(sys.executable, "-m", "pytest_lmeval.report", "summarize", "nowhere")
     assert missing.ret == 2 and "not a folder: nowhere" in missing.stderr.str()
 

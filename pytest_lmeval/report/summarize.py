@@ -38,15 +38,16 @@ class Run:
 
 
 def _revision(doc: dict[str, Any]) -> str:
-    """The commit or revision the answers came from, as far as results.json tells it."""
+    """What the answers came from, as results.json's model fingerprint tells it: the hub
+    commit, else the revision asked for, else the local weights' hash (`sha256:...`)."""
     config = doc.get("config") or {}
     fingerprint = config.get("model_fingerprint") or {}
     args = config.get("model_args_parsed") or {}
-    info = doc.get("model_info") or {}
-    for value in (fingerprint.get("commit"), fingerprint.get("revision"), args.get("revision"), info.get("revision")):
+    for value in (fingerprint.get("commit"), args.get("revision")):
         if value:
             return str(value)[:12]
-    return ""
+    weights = fingerprint.get("weights_sha256")
+    return f"sha256:{str(weights)[:12]}" if weights else ""
 
 
 def _date(doc: dict[str, Any]) -> str:
