@@ -15,7 +15,7 @@ from .errors import LmevalError
 from .options import RunOptions, evals_dirs, parse_options
 from .perturb import perturb_work
 from .requests import Request, Response
-from .task_settings import configured, in_subsets, styled
+from .task_settings import check_subsets, configured, in_subsets, styled
 from .tasks import DocRequests, GroupConfig, Registry, Task, TaskConfig
 from .tasks.prompts import PromptStyle
 
@@ -111,6 +111,7 @@ class LmevalState:
         settings = self.options.task_settings
         for name in settings.by_name if self.picked is not None else ():
             registry.leaves(name)  # --task-args or the run file naming no known task: one clear line
+        check_subsets(settings, self._groups_of())
         for name, cfg in configs.items():
             if self._in_subsets(name):
                 self.tasks[name] = self._task(cfg)

@@ -378,6 +378,23 @@ def _gate_list(value: Any, where: str) -> Iterable[str]:
 
 
 # -- applying -----------------------------------------------------------------------------------
+def check_subsets(run: RunSettings, groups_of: Mapping[str, list[str]]) -> None:
+    """Each subset_list names members of a group: a task's own subset_list, or a name none of
+    the group's tasks has, is one clear line (names not known yet are left alone)."""
+    for name, settings in run.by_name.items():
+        members = groups_of.get(name) or []
+        if not settings.subset_list or not members:
+            continue
+        if members == [name]:
+            raise LmevalError(f"subset_list for {name!r}: it is a task; subset_list picks a group's tasks")
+        for subset in settings.subset_list:
+            if not any(in_subsets(m, name, [subset]) for m in members):
+                raise LmevalError(
+                    f"subset_list for {name!r}: {subset!r} is none of its tasks ({', '.join(members[:8])}"
+                    f"{', ...' if len(members) > 8 else ''})"
+                )
+
+
 def in_subsets(task: str, group: str, subsets: Iterable[str]) -> bool:
     """Whether a task under `group` is one of the subsets named: its full name, or the part
     after the group's name (`anatomy` for `mmlu_anatomy` under `mmlu`)."""

@@ -279,3 +279,18 @@ def test_judged_example_against_a_real_server(pytester: pytest.Pytester, tiny: P
     for path in files:
         assert secret not in path.read_text(errors="replace"), path
     assert secret not in out + first.stderr.str() + again.stdout.str() + again.stderr.str()
+
+
+def test_a_judge_that_gives_up_leaves_its_documents_unscored(pytester: pytest.Pytester, tiny: Path) -> None:
+    _project(pytester)
+    with OpenAIServer(ModelService(tiny), "tiny-judge") as server:
+        server.faults.fail_marker = "Name a gas."  # doc 2's judging prompt: a client error, not retried
+        server.faults.fail_status = 400
+        server.faults.fail_message = "judging refused (injected)"
+        result = _run(pytester, "out", "--no-cache", "--judge-model", "local-chat-completions:tiny-judge",
+                      "--judge-model-args", f"base_url={server.url},max_retries=0")  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the run went on: not stopped (exit 2)
+    reasons = {e["id"]: e["reason"] for e in _read(pytester, "out")[0]["not_scored"]}
+    assert reasons["qa-2"].startswith("judge 'judge': the judge gave no answer: ")
+    assert "judging refused (injected)" in reasons["qa-2"]
+    assert all(r.startswith("judge 'judge': no verdict") for k, r in reasons.items() if k != "qa-2")

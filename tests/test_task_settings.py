@@ -200,6 +200,10 @@ def test_bad_run_file_and_unknown_task_are_one_line(pytester: pytest.Pytester) -
     result = _run(pytester, "out", "--model", "dummy:d", "--tasks", "alpha", "--task-args", "nosuch:limit=1")
     assert result.ret != 0
     assert "nosuch" in result.stderr.str()
+    result = _run(pytester, "out", "--model", "dummy:d", "--tasks", "trio", "--task-args", "trio:subset_list=[alfa]")
+    result.stderr.fnmatch_lines(["*subset_list for 'trio': 'alfa' is none of its tasks (alpha, beta, gamma)*"])
+    result = _run(pytester, "out", "--model", "dummy:d", "--tasks", "alpha", "--task-args", "alpha:subset_list=[x]")
+    result.stderr.fnmatch_lines(["*subset_list for 'alpha': it is a task; subset_list picks a group's tasks*"])
 
 
 @pytest.fixture(scope="module")
