@@ -129,6 +129,33 @@ def aggregate(values: Sequence[Any], aggregation: Any) -> float:
     return float(out) if isinstance(out, (int, float, np.generic)) else out
 
 
+def registered_filter(name: str, helpers: Sequence[Any] = ()) -> Any:
+    """lm-eval's filter class registered under `name` (its own filters, and those a task's
+    helper module registers when imported: `helpers` are that task's `!function` references,
+    imported first); None when lm-eval has none by that name."""
+    if not installed():
+        return None
+    reg = _registry()
+    if name not in _names(reg.FILTER_REGISTRY):
+        import lm_eval.filters  # noqa: F401  (its own filters register on import)
+    failed = []
+    for ref in helpers:
+        if name in _names(reg.FILTER_REGISTRY):
+            break
+        load = getattr(ref, "load", None)
+        if load is not None:
+            try:
+                load()
+            except Exception as exc:  # e.g. the helper's own packages are not installed
+                failed.append(f"{ref!r}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+    if name in _names(reg.FILTER_REGISTRY):
+        return reg.get_filter(name)
+    if failed:
+        raise LmevalError(f"filter function {name!r} would be registered by the task's helpers, which do not import "
+                          f"({failed[0]})")  # fmt: skip
+    return None
+
+
 # -- per document -----------------------------------------------------------------------------
 def choice_values(wanted: Sequence[str], gold: Any, lls: Sequence[float]) -> dict[str, Any]:
     """lm-eval's multiple_choice values for f1, mcc (gold, prediction) and brier_score (gold,

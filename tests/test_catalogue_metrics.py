@@ -9,6 +9,7 @@ wmt/wmt16 de-en, aps/super_glue cb.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -154,3 +155,38 @@ def test_unknown_aggregation_is_refused(tmp_path) -> None:
     data = _yaml_task(tmp_path, metric_list=[{"metric": "exact_match", "aggregation": "geometric"}])
     with pytest.raises(LmevalError, match=r"aggregation 'geometric' is not supported \(supported: .*matthews_corrcoef"):
         task_config_from_dict(data, tmp_path / "t.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "answers"),
+    [
+        ("masakhapos_bam_prompt_1", ["[('A', 'PRON'), ('taara', 'VERB')]", "no tags here", "[('so', 'NOUN')]"]),
+        ("masakhaner_am_prompt_1", ["person: Abebe $$ location: Addis Ababa", "ORG: UN", "none"]),
+    ],
+)
+def test_filters_lm_eval_registers_filter_as_lm_eval(name, answers, library) -> None:
+    """Filters only lm-eval registers (regex_pos, format_span) run as lm-eval's own classes:
+    our pipelines give what lm-eval's FilterEnsemble gives for the same answers."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.filters import build_filter_ensemble
+
+    cfg = library.tasks[name]
+    assert cfg.filter_list and len(cfg.filters) == len(cfg.filter_list)
+    for pipeline, entry in zip(cfg.filters, cfg.filter_list, strict=True):
+        steps = [(s["function"], {k: v for k, v in s.items() if k != "function"}) for s in entry["filter"]]
+        ensemble = build_filter_ensemble(entry["name"], steps)
+        instances = [Instance("generate_until", {}, ("", {}), idx=0) for _ in answers]
+        for inst, answer in zip(instances, answers, strict=True):
+            inst.resps = [answer]
+        ensemble.apply(instances)
+        ours = pipeline.apply([[a] for a in answers], [{}] * len(answers))
+        assert ours == [inst.filtered_resps[entry["name"]] for inst in instances]
+        assert len({repr(o) for o in ours}) == len(answers)  # the answers are told apart
+
+
+def test_a_filter_whose_helpers_do_not_import_is_named(library) -> None:
+    pytest.importorskip("lm_eval")
+    if importlib.util.find_spec("lark") is not None:
+        pytest.skip("acpbench's helper packages are installed")
+    with pytest.raises(LmevalError, match=r"filter function 'ACP_grammar_filter' would be registered by the task's "):
+        library.registry.configs_for(["acp_app_gen"])

@@ -245,8 +245,45 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
         raise LmevalError(f"{where}: process_results must be a !function helper")
     _check_metrics(cfg)
     cfg.generation_kwargs = kind.generation_kwargs(cfg)
-    cfg.filters = build_pipelines(cfg.filter_list, source, name)
+    cfg.filters = build_pipelines(_with_lmeval_filters(cfg.filter_list, data, where), source, name)
     return cfg
+
+
+def _function_refs(value: Any) -> list[Any]:
+    """The `!function` references anywhere in a task's YAML (their modules may register filters)."""
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _function_refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _function_refs(v)]
+    return [value] if callable(value) and hasattr(value, "dotted") else []
+
+
+def _with_lmeval_filters(filter_list: Any, data: dict[str, Any], where: str) -> Any:
+    """Filter steps named after a filter only lm-eval registers (regex_pos, format_span, a task
+    helper's @register_filter class) take lm-eval's class itself: it has our filters' interface."""
+    from ..filters import FILTERS
+
+    if not isinstance(filter_list, list):
+        return filter_list
+    out = []
+    for entry in filter_list:
+        steps = entry.get("filter") if isinstance(entry, dict) else None
+        if not isinstance(steps, list):
+            out.append(entry)
+            continue
+        new_steps = []
+        for step in steps:
+            function = step.get("function") if isinstance(step, dict) else None
+            if isinstance(function, str) and function not in FILTERS:
+                try:
+                    found = catalogue_metrics.registered_filter(function, _function_refs(data))
+                except LmevalError as exc:
+                    raise LmevalError(f"{where}: {exc}") from None
+                if found is not None:
+                    step = {**step, "function": found}
+            new_steps.append(step)
+        out.append({**entry, "filter": new_steps})
+    return out
 
 
 def _metric_entry_from_yaml(entry: Any) -> Any:

@@ -73,6 +73,12 @@ class FunctionRef:
         self.dotted = dotted
         self._fn: Callable[..., Any] | None = None
 
+    def load(self) -> Callable[..., Any]:
+        """Import the helper (its module's top level runs: lm-eval registrations happen here)."""
+        if self._fn is None:
+            self._fn = _import_helper(self.yaml_path, self.dotted)
+        return self._fn
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._fn is None:
             self._fn = _import_helper(self.yaml_path, self.dotted)
