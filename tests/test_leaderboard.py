@@ -105,7 +105,7 @@ CASES = [
 
 
 def _args(req) -> tuple:
-    return (req.args[0],) if req.kind == "generate_until" else tuple(req.args)
+    return (req.args[0], req.gen_kwargs) if req.kind == "generate_until" else tuple(req.args)
 
 
 @pytest.mark.parametrize(("name", "folder"), CASES)
@@ -132,7 +132,7 @@ def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror) -> No
     for doc_id, insts in sorted(by_doc.items()):
         insts.sort(key=lambda i: i.idx)
         assert ours_requests[doc_id] == [
-            (i.args[0],) if i.request_type == "generate_until" else tuple(i.args) for i in insts
+            (i.args[0], dict(i.args[1])) if i.request_type == "generate_until" else tuple(i.args) for i in insts
         ], f"document {doc_id}: requests differ"
         for inst in insts:
             inst.resps = [_answer(name, inst.request_type, inst.args, doc_id)]
