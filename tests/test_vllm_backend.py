@@ -195,3 +195,22 @@ def test_without_vllm_the_error_says_how_to_install(pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     expected = "--model vllm:Qwen/Qwen2.5-7B: vLLM is not installed: pip install 'pytest-lmeval[vllm]'"
     assert expected in result.stderr.str()
+
+
+def test_a_hub_model_loads_the_commit_the_cache_is_keyed_by(fake_vllm, tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """vLLM gets the resolved commit as `revision` (and for its tokenizer), not the moving ref."""
+    import shutil
+
+    from pytest_lmeval.cache import fingerprint_parts
+
+    repo = tmp_path / "hub" / "models--org--tiny"
+    shutil.copytree(tiny, repo / "snapshots" / ("3" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("3" * 40)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from pytest_lmeval.models.vllm import VLLMBackend
+
+    backend = VLLMBackend(ModelSpec("vllm", "org/tiny", {"max_model_len": VLLM_MAX}), device=None, batch_size="auto")
+    assert backend.engine_args["revision"] == backend.engine_args["tokenizer_revision"] == "3" * 40
+    assert fingerprint_parts(ModelSpec("vllm", "org/tiny", {}))["commit"] == "3" * 40

@@ -33,6 +33,7 @@ from ..errors import LmevalError
 from ..requests import Request
 from .base import ModelSpec, Progress, RequestFailed, redact_args
 from .generation import cut_at_stops, normalize_gen_kwargs, with_eos
+from .hub import pinned_kwargs
 from .tokens import LmTokenizer, Tokens, load_hf_tokenizer, rolling_windows, truncate_pair
 from .vllm_engine import LocalRunner, Output, Params, ReplicaPool, gpu_groups
 
@@ -74,6 +75,13 @@ class VLLMBackend:
         engine_args.setdefault("seed", 1234)
         engine_args.setdefault("enable_prefix_caching", True)
         engine_args.setdefault("trust_remote_code", False)
+        # A hub model loads from the commit the response cache is keyed by (models/hub.py).
+        pinned = pinned_kwargs(spec.name, args, f"--model {spec.label}")
+        if pinned:
+            engine_args["revision"] = pinned["revision"]
+            engine_args.setdefault("download_dir", pinned["cache_dir"])
+            if not engine_args.get("tokenizer"):
+                engine_args.setdefault("tokenizer_revision", pinned["revision"])
         self.engine_args = engine_args
         self.fields = sampling_fields()
         self.shared_context = bool(args.get("shared_context", True)) and "logprob_token_ids" in self.fields
@@ -82,6 +90,7 @@ class VLLMBackend:
         tokenizer = load_hf_tokenizer(
             str(engine_args.get("tokenizer") or spec.name),
             revision=engine_args.get("tokenizer_revision") or engine_args.get("revision"),
+            cache_dir=engine_args.get("download_dir"),
             trust_remote_code=engine_args["trust_remote_code"],
         )
         self.tokenizer = LmTokenizer(

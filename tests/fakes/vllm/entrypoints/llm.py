@@ -67,8 +67,11 @@ class LLM:
         init.pop("AutoTokenizer")
         INITS.append(init)
         _log({"event": "init", **init})
-        self._tokenizer = AutoTokenizer.from_pretrained(tokenizer or model, trust_remote_code=trust_remote_code)
-        self._model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+        hub = {"cache_dir": kwargs.get("download_dir")}  # vLLM's download_dir is the hub cache
+        self._tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer or model, trust_remote_code=trust_remote_code, revision=tokenizer_revision or revision, **hub
+        )
+        self._model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, revision=revision, **hub).eval()
         config = self._model.config
         self.llm_engine = SimpleNamespace(
             model_config=SimpleNamespace(max_model_len=max_model_len or config.max_position_embeddings)
