@@ -179,6 +179,18 @@ def test_two_workers_give_the_results_of_one_with_perturbations(pytester: pytest
     a, b = (read_json(pytester.path / d / "results.json") for d in ("one", "two"))
     assert b["results"] == a["results"] and b["robustness"] == a["robustness"]
     assert "acc@typos,none" in a["results"]["quiz_a"] and "exact_match@robust,none" in a["results"]["echo"]
+    # the group quiz: its tasks' figures under each perturbation, weighted by size as its own acc is
+    # (the dummy's log-likelihoods ignore the prompt, so nothing changes under a perturbation)
+    quiz = a["results"]["quiz"]
+    assert quiz["acc@typos,none"] == quiz["acc@robust,none"] == quiz["acc,none"] == 0.5
+    assert quiz["acc@gender_stderr,none"] == quiz["acc_stderr,none"]
+    assert list(quiz)[1:6] == [
+        "acc,none",
+        "acc_stderr,none",
+        "acc@typos,none",
+        "acc@typos_stderr,none",
+        "acc@lowercase,none",
+    ]
     for name in ("quiz_a.typos", "echo.lowercase"):
         one_lines, two_lines = (read_jsonl(pytester.path / d / "samples" / f"{name}.jsonl") for d in ("one", "two"))
         assert [{k: v for k, v in s.items() if k != "efficiency"} for s in two_lines] == [

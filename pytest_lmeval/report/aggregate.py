@@ -224,14 +224,35 @@ def add_robustness(
         if robust is None:
             continue
         results.robust[name] = robust
-        entry = results.entries[name]
-        values, stderrs = dict(entry.values), dict(entry.stderrs)
-        entry.values.clear()
-        entry.stderrs.clear()
-        for key, value in values.items():
-            entry.values[key], entry.stderrs[key] = value, stderrs[key]
+        _interleave(results.entries[name], robust.values, [*robust.perturbations, perturb.ROBUST])
+    # a group: each of its metrics under each perturbation, over its members that have it,
+    # weighted by size with the pooled stderr, as the group's own metric is (innermost first)
+    derived = [*perturb.PERTURBATIONS, perturb.ROBUST]
+    for group in reversed(results.group_names):
+        entry = results.entries[group]
+        members = [results.entries[m] for m in results.group_subtasks.get(group, []) if m in results.entries]
+        found: dict[str, tuple[float, float | str]] = {}
+        for key in entry.values:
             metric, filter_name = split_key(key)
-            for derived in [*robust.perturbations, perturb.ROBUST]:
-                extra = f"{metric}@{derived},{filter_name}"
-                if extra in robust.values:
-                    entry.values[extra], entry.stderrs[extra] = robust.values[extra]
+            for name in derived:
+                extra = f"{metric}@{name},{filter_name}"
+                have = [m for m in members if extra in m.values]
+                if have:
+                    found[extra] = _combine(
+                        [m.values[extra] for m in have], [m.stderrs[extra] for m in have], [m.n for m in have], True
+                    )
+        _interleave(entry, found, derived)
+
+
+def _interleave(entry: Entry, extra: dict[str, tuple[float, float | str]], names: list[str]) -> None:
+    """Put each `METRIC@NAME` value right after METRIC's."""
+    values, stderrs = dict(entry.values), dict(entry.stderrs)
+    entry.values.clear()
+    entry.stderrs.clear()
+    for key, value in values.items():
+        entry.values[key], entry.stderrs[key] = value, stderrs[key]
+        metric, filter_name = split_key(key)
+        for name in names:
+            key2 = f"{metric}@{name},{filter_name}"
+            if key2 in extra:
+                entry.values[key2], entry.stderrs[key2] = extra[key2]
