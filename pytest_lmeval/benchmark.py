@@ -65,6 +65,7 @@ class Doc(Mapping[str, Any]):
         self._answers = answers
         self._log_sample = log_sample
         self._scored: ScoredDoc | None = None
+        self.scoring_error: BaseException | None = None
 
     # -- the document -------------------------------------------------------------------------
     @property
@@ -110,8 +111,14 @@ class Doc(Mapping[str, Any]):
     # -- scores -------------------------------------------------------------------------------
     def score(self) -> dict[str, Any]:
         """The task's metrics for this document (computed once), as the item reports them."""
+        if self.scoring_error is not None:
+            raise self.scoring_error
         if self._scored is None:
-            self._scored = score(self.task, self.work, self._answers, self._log_sample)
+            try:
+                self._scored = score(self.task, self.work, self._answers, self._log_sample)
+            except (Exception, pytest.fail.Exception) as exc:
+                self.scoring_error = exc  # the body may catch it; the item still is not scored
+                raise
         return self._scored.metrics
 
     @property

@@ -246,6 +246,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
     try:
         result = yield
     except (AssertionError, pytest.fail.Exception):
+        if doc.scoring_error is not None:  # scoring itself failed: not scored, not a failed check
+            pyfuncitem.stash[SCORED] = _not_scored(ref, doc.scoring_error)
+            raise
         _keep(pyfuncitem, ref, lambda: _record(doc, ref, False if counts else None, state.request_costs))
         raise
     except BaseException as exc:

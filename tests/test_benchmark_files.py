@@ -219,3 +219,14 @@ def test_tasks_without_paths_run_the_library_not_the_project_tests(pytester: pyt
     assert result.ret == 0
     result.assert_outcomes(passed=2)
     assert (pytester.path / "out" / "results.json").is_file()
+
+
+def test_a_body_that_swallows_a_scoring_error_still_leaves_the_document_unscored(pytester: pytest.Pytester) -> None:
+    body = "    try:\n        doc.score()\n    except IndexError:\n        pass\n    assert doc.answer\n"
+    pytester.path.joinpath("test_broken.py").write_text(BROKEN.replace("    doc.score()\n", body))
+    result = _run(pytester, "test_broken.py", "--output-path", "out")
+    assert result.ret == 1
+    result.assert_outcomes(failed=1)
+    assert "During handling of the above exception" not in result.stdout.str()
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert [(f["doc_id"], f["error"]) for f in doc["not_scored"]] == [(0, "IndexError: list index out of range")]
