@@ -156,6 +156,24 @@ def registered_filter(name: str, helpers: Sequence[Any] = ()) -> Any:
     return None
 
 
+# lm-eval's evaluator bootstraps these aggregations' stderr with min(bootstrap_iters, 100) resamples.
+_BOOTSTRAP_100 = ("bleu", "chrf", "chrf++", "ter")
+
+
+def aggregate_with_stderr(values: Sequence[Any], aggregation: Any) -> tuple[float, float | str]:
+    """The task-level value and its stderr as lm-eval's evaluator reports them: bleu, chrf and
+    ter bootstrapped over 100 resamples by lm-eval's own resampler (seeded, so the same numbers);
+    'N/A' for the others (lm-eval bootstraps f1 and mcc over 100,000 resamples: not done here)."""
+    value = aggregate(values, aggregation)
+    if callable(aggregation) or aggregation not in _BOOTSTRAP_100:
+        return value, "N/A"
+    from lm_eval.api.metrics import _bootstrap_internal, sample_stddev
+
+    items = [tuple(v) if isinstance(v, list) and len(v) == 2 else v for v in values]
+    replicates = _bootstrap_internal(aggregation_function(aggregation), 100)((0, items))
+    return value, float(sample_stddev(replicates))
+
+
 # -- per document -----------------------------------------------------------------------------
 def choice_values(wanted: Sequence[str], gold: Any, lls: Sequence[float]) -> dict[str, Any]:
     """lm-eval's multiple_choice values for f1, mcc (gold, prediction) and brier_score (gold,

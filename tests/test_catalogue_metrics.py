@@ -97,6 +97,12 @@ def _theirs(name: str, folder: str, mirror: Path) -> tuple[dict[str, list], dict
     return per_doc, totals
 
 
+def _lm_agg(metric: str):
+    from lm_eval.api.registry import get_metric_aggregation
+
+    return get_metric_aggregation(metric)
+
+
 def _plain(value):
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
@@ -106,7 +112,7 @@ def _plain(value):
 
 
 @pytest.mark.parametrize(("name", "folder", "keys"), CASES, ids=[c[0] for c in CASES])
-def test_catalogue_metric_equals_lm_eval(name, folder, keys, library, mirror) -> None:
+def test_catalogue_metric_equals_lm_eval(name, folder, keys, library, mirror, monkeypatch) -> None:
     task, records = _ours(name, library, mirror)
     per_doc, totals = _theirs(name, folder, mirror)
     assert list(records[0]["metrics"]) == keys == list(per_doc)
@@ -115,6 +121,14 @@ def test_catalogue_metric_equals_lm_eval(name, folder, keys, library, mirror) ->
     entry = aggregate(records, {name: task}, library.registry, [name]).entries[name]
     for key in keys:
         assert entry.values[key] == pytest.approx(totals[key], abs=1e-12), key
+        metric = key.split(",")[0]
+        if metric in ("bleu", "chrf", "ter"):  # lm-eval's evaluator: 100 bootstrap resamples
+            monkeypatch.setenv("DISABLE_MULTIPROC", "1")  # lm-eval's single-process path: the same resamples
+            from lm_eval.api.metrics import stderr_for_metric
+
+            want = stderr_for_metric(_lm_agg(metric), bootstrap_iters=100)
+            assert entry.stderrs[key] == pytest.approx(want(per_doc[key]), abs=1e-12), key
+            assert entry.stderrs[key] > 0
     # the made-up answers do not score everything the same: a corpus metric that is not trivial
     assert len({round(v, 6) for v in totals.values()}) == len(totals)
 

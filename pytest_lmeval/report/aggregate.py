@@ -71,8 +71,8 @@ def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
         metric = split_key(key)[0]
         values = [d["metrics"][key] for d in docs if key in d["metrics"]]
         custom = task.config.catalogue_aggregation(metric)
-        if custom is not None:  # lm-eval's own (f1, bleu...) or a `!function` helper: no stderr
-            entry.values[key], entry.stderrs[key] = catalogue_metrics.aggregate(values, custom), metrics.NA
+        if custom is not None:  # lm-eval's own (f1, bleu...) or a `!function` helper
+            entry.values[key], entry.stderrs[key] = catalogue_metrics.aggregate_with_stderr(values, custom)
             continue
         aggregation = task.config.aggregation(metric)
         entry.values[key], entry.stderrs[key] = metrics.aggregate(metric, values, aggregation)
