@@ -335,6 +335,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist controller: a w
     if out:
         state = state_of(node.config)
         state.merge_worker(out["engine"], out["model_info"])
+        state.worker_cache = state.worker_cache or out.get("cache")
         state.stopped = state.stopped or out.get("stopped")
         for task, doc_id, status, reason in out.get("unscored", ()):
             unscored_of(node.config).add((task, doc_id), reason, status)
@@ -379,6 +380,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.is_worker:
         mine = [state.work[i.nodeid] for i in _my_items(session) if i.nodeid in state.work]
         out = {"engine": state.engine_stats, "model_info": state.model_info, "stopped": state.stopped}
+        out["cache"] = state.cache_record()  # the controller opens no cache: it reports the workers'
         out["unscored"] = [[t, d, status, why] for (t, d), (status, why) in refused(mine, state.answers).items()]
         session.config.workeroutput["lmeval"] = out
         return

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from .cache import ResponseCache, open_response_cache
+from .cache import ResponseCache, fingerprint_record, open_response_cache
 from .chat import ChatTemplate, load_chat_template
 from .errors import LmevalError
+from .models.base import redact_args
 from .options import RunOptions, evals_dirs, parse_options
 from .perturb import perturb_work
 from .requests import Request, Response
@@ -67,6 +68,7 @@ class LmevalState:
     _cache: ResponseCache | None = None
     chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
     parametrized: set[str] = field(default_factory=set)  # tasks some collected test function runs
+    worker_cache: dict[str, Any] | None = None  # xdist controller: a worker's cache_record()
     _style: PromptStyle | None = None
     _task_chat: ChatTemplate | None = None  # the model's template, for tasks whose settings turn it on
 
@@ -232,6 +234,16 @@ class LmevalState:
                 self.engine_stats[key] = self.engine_stats.get(key, 0) + value
         workers = self.engine_stats.setdefault("workers", [])
         workers.append(engine)
+
+    def cache_record(self) -> dict[str, Any]:
+        """Whether answers were cached and why (the terminal's line), and the fingerprint they
+        were keyed by (results.json), as this process saw them; under xdist the controller
+        shows the workers' (it answers nothing itself)."""
+        if self._cache is None:
+            return self.worker_cache or {}
+        spec = self.options.model
+        record = fingerprint_record(spec.backend, spec.name, redact_args(spec.args)) if spec else None
+        return {"note": self._cache.note, "fingerprint": record}
 
     def open_cache(self) -> ResponseCache | None:
         """The response cache, or None when answers are not cached (--no-cache, or an API

@@ -87,3 +87,18 @@ def test_a_server_that_states_nothing_is_not_cached_by_default(
     )
     assert _from_cache(_run(pytester, server, "four", "--cache-dir", "cache")) == 21
     assert Path(pytester.path / "cache" / "responses.sqlite").is_file()
+
+
+def test_under_xdist_the_summary_and_results_say_how_the_workers_cached(
+    pytester: pytest.Pytester, server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller answers nothing itself: the line and the fingerprint are the workers'."""
+    write_quiz(pytester.path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(pytester.path / "xdg"))
+    server.system_fingerprint = "fp_x"
+    result = _run(pytester, server, "one", "-n", "2")
+    assert _cache_line(result) == (
+        "lmeval: cache: answers cached under the model the server states: tiny (system_fingerprint fp_x)"
+    )
+    record = read_json(pytester.path / "one" / "results.json")["config"]["model_fingerprint"]
+    assert record["server_identity"] == ["tiny", "fp_x"]

@@ -88,6 +88,8 @@ def _group_higher_is_better(group: str, results: Results, tasks: dict[str, Task]
 
 def _model_fingerprint(run_config: dict[str, Any]) -> dict[str, Any] | None:
     """What the response cache keys answers by: the weights, tokenizer and code behind the numbers."""
+    if run_config.get("model_fingerprint"):  # as the process that opened the cache keyed it
+        return run_config["model_fingerprint"]
     args = run_config.get("model_args_parsed") or {}
     return fingerprint_record(run_config.get("model"), run_config.get("model_name"), args)
 

@@ -50,6 +50,7 @@ def _run_config(state: LmevalState) -> dict[str, Any]:
         "log_samples": opts.log_samples,
         "item_outcome": opts.item_outcome,
         "gen_kwargs": opts.gen_kwargs,
+        "model_fingerprint": state.cache_record().get("fingerprint"),
     }
 
 
@@ -194,7 +195,7 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
             f"{stats.get('from_cache', 0)} from cache, {stats.get('computed', 0)} computed "
             f"in {stats.get('model_seconds', 0):.1f}s{_token_rate(stats)}"
         )
-    cache_note = getattr(state._cache, "note", None)  # whether answers were cached, and why (open_cache)
+    cache_note = state.cache_record().get("note")  # whether answers were cached, and why (open_cache)
     if cache_note:
         reporter.write_line(cache_note)
     if state.gates:
