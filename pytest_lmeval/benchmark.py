@@ -14,11 +14,12 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
+from .perturb import MARK as PERTURB_MARK
 from .requests import Response
 from .scoring import ScoredDoc, score
 from .tasks import DocRequests, GroupConfig, Task, TaskConfig
@@ -28,12 +29,15 @@ MARK = "lmeval_benchmark"
 PASS_RATE = "pass_rate,none"
 
 
-def benchmark(*tasks: TaskConfig | GroupConfig | str, pass_rate: bool | None = None) -> Callable:
+def benchmark(
+    *tasks: TaskConfig | GroupConfig | str, pass_rate: bool | None = None, perturb: Sequence[str] = ()
+) -> Callable:
     """Run the decorated test once per document of each task (a declaration, a group, or the
     name of a task, group or tag the registry knows, lm-eval's catalogue included).
 
     `pass_rate` adds the share of documents whose body passed as a metric; by default it is
-    on exactly when the body contains an `assert`."""
+    on exactly when the body contains an `assert`. `perturb` names robustness perturbations
+    (as `--perturb` does): each document gets one more item per perturbation."""
 
     def decorate(fn: Callable) -> Callable:
         params = list(inspect.signature(fn).parameters)
@@ -42,6 +46,8 @@ def benchmark(*tasks: TaskConfig | GroupConfig | str, pass_rate: bool | None = N
         rate = _asserts(fn) if pass_rate is None else pass_rate
         declared(tuple(tasks))
         fn = pytest.mark.usefixtures("lmeval_answers")(fn)
+        if perturb:
+            fn = getattr(pytest.mark, PERTURB_MARK)(*perturb)(fn)
         return pytest.mark.lmeval_benchmark(*tasks, argname=params[0], pass_rate=rate)(fn)
 
     return decorate

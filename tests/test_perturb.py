@@ -167,6 +167,14 @@ def test_a_marker_asks_for_perturbations_in_the_benchmark_file(pytester: pytest.
     assert read_json(pytester.path / "out" / "results.json")["results"]["echo"]["exact_match@lowercase,none"] == 0.25
 
 
+def test_the_benchmark_decorator_asks_for_perturbations(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_echo=ECHO.replace("@lm.benchmark(echo)", '@lm.benchmark(echo, perturb=["lowercase"])'))
+    res = run(pytester, "--model", "dummy:d", "--output-path", "out", "-k", "lowercase")
+    res.assert_outcomes(passed=4)
+    res = run(pytester, "--model", "dummy:d", "--output-path", "out")
+    assert read_json(pytester.path / "out" / "results.json")["results"]["echo"]["exact_match@lowercase,none"] == 0.25
+
+
 def test_two_workers_give_the_results_of_one_with_perturbations(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     write_quiz(pytester.path)
