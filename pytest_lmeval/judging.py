@@ -368,13 +368,32 @@ class JudgeReports:
         return report
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        e, s = self.engine, self.book.stats
-        terminalreporter.write_line(
-            f"lmeval judge: {e.get('requests', 0)} requests ({e.get('unique_requests', 0)} unique): "
-            f"{e.get('from_cache', 0)} from cache, {e.get('computed', 0)} computed; "
-            f"{s.get('judged', 0)} answers judged, {s.get('retried', 0)} asked again, "
-            f"{s.get('malformed', 0)} without a verdict (unscored)"
-        )
+        terminalreporter.write_line(summary_line({**self.engine, **self.book.stats}))
+
+
+def summary_line(figures: dict[str, Any]) -> str:
+    """The terminal's line about the judge phase, from its engine figures and verdict counts."""
+    f = figures
+    return (
+        f"lmeval judge: {f.get('requests', 0)} requests ({f.get('unique_requests', 0)} unique): "
+        f"{f.get('from_cache', 0)} from cache, {f.get('computed', 0)} computed; "
+        f"{f.get('judged', 0)} answers judged, {f.get('retried', 0)} asked again, "
+        f"{f.get('malformed', 0)} without a verdict (unscored)"
+    )
+
+
+def workers_summary_line(engine_stats: dict[str, Any]) -> str | None:
+    """Under xdist the judge phase ran on the workers: their figures, added up, for the
+    controller's summary (None when no worker judged anything)."""
+    judged = [w["judge"] for w in engine_stats.get("workers", []) if isinstance(w.get("judge"), dict)]
+    if not judged:
+        return None
+    totals: dict[str, Any] = {}
+    for figures in judged:
+        for key, value in figures.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0) + value
+    return summary_line(totals)
 
 
 def activate(book: JudgeBook) -> Any:

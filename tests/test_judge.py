@@ -201,6 +201,8 @@ def test_hf_judge_and_xdist(pytester: pytest.Pytester, tiny: Path) -> None:
     assert one.ret == two.ret == pytest.ExitCode.TESTS_FAILED
     first, second = _read(pytester, "one")[0], _read(pytester, "two")[0]
     assert first["results"] == second["results"] and first["not_scored"] == second["not_scored"]
+    line = next(x for x in one.outlines if x.startswith("lmeval judge: "))
+    assert [x for x in two.outlines if x.startswith("lmeval judge: ")] == [line]  # the workers' figures, added up
     hf = _run(pytester, "hf", "--judge-model", f"hf:{tiny}", "--judge-model-args", "dtype=float32", "--no-cache")
     hf.stdout.fnmatch_lines(["*loading judge hf:*", "lmeval judge: * requests (* unique): 0 from cache, * computed; *"])
     doc = _read(pytester, "hf")[0]

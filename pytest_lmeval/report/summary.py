@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import efficiency
 from ..errors import LmevalError
+from ..judging import workers_summary_line
 from ..models.base import redact_args, redact_args_text
 from ..scoring import sha256
 from ..session import LmevalState
@@ -195,6 +196,9 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
             f"{stats.get('from_cache', 0)} from cache, {stats.get('computed', 0)} computed "
             f"in {stats.get('model_seconds', 0):.1f}s{_token_rate(stats)}"
         )
+    judge_line = workers_summary_line(state.engine_stats) if state.worker_cache is not None else None
+    if judge_line:  # under xdist the workers judged; their own summary lines are not shown
+        reporter.write_line(judge_line)
     cache_note = state.cache_record().get("note")  # whether answers were cached, and why (open_cache)
     if cache_note:
         reporter.write_line(cache_note)
