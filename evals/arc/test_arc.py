@@ -1,7 +1,8 @@
 """ARC, the AI2 Reasoning Challenge (Clark et al., 2018): grade-school science questions with
 four (sometimes three or five) answers; the Challenge set keeps those that retrieval and
 co-occurrence baselines got wrong. Scored by acc (the most likely answer is right) and
-acc_norm (likelihood per byte of answer). The Open LLM Leaderboard v1 ran arc_challenge 25-shot.
+acc_norm (log-likelihood per character of the answer). The Open LLM Leaderboard v1 ran
+arc_challenge 25-shot.
 """
 
 import pytest_lmeval as lm
