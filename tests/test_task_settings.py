@@ -257,3 +257,7 @@ def test_run_file_gates(pytester: pytest.Pytester) -> None:
         "gate[beta:exact_match>=0.5]": False,
         "gate[gamma:exact_match>=0.6]": True,  # 4/6 with the </think> filter; 1/6 without
     }
+    ran_with = {g["name"]: g["ran_with"] for g in _results(pytester, "out")["gates"]}
+    assert ran_with["gate[gamma:exact_match>=0.6]"]["documents"] == 6
+    assert ran_with["gate[gamma:exact_match>=0.6]"]["filters"] == [{"remove_until": "</think>"}]
+    assert ran_with["gate[beta:exact_match>=0.5]"]["fewshot_seed"] == 7

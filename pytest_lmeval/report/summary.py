@@ -108,6 +108,14 @@ def conclude(state: LmevalState) -> list[Gate]:
     if opts.gates_file is not None:
         bounds += parse_gates_file(opts.gates_file)
     gates = check_bounds(bounds, state.results)
+    for gate in gates:  # a gate on a task records the settings the task ran with
+        task = state.tasks.get(gate.figures.get("task", ""))
+        if task is not None:
+            gate.figures["ran_with"] = {
+                "num_fewshot": task.num_fewshot,
+                "documents": len(task.docs),
+                **task.config.extra.get("task_settings", {}),
+            }
     if opts.baseline is not None:
         gates += _baseline_gates(state)
     state.gates = gates
