@@ -33,7 +33,7 @@ from ..errors import LmevalError
 from ..requests import Request
 from .base import ModelSpec, Progress, RequestFailed, redact_args
 from .generation import cut_at_stops, normalize_gen_kwargs, with_eos
-from .hub import pinned_kwargs
+from .hub import HubRevision, model_source
 from .tokens import LmTokenizer, Tokens, load_hf_tokenizer, rolling_windows, truncate_pair
 from .vllm_engine import LocalRunner, Output, Params, ReplicaPool, gpu_groups
 
@@ -76,19 +76,21 @@ class VLLMBackend:
         engine_args.setdefault("enable_prefix_caching", True)
         engine_args.setdefault("trust_remote_code", False)
         # A hub model loads from the commit the response cache is keyed by (models/hub.py).
-        pinned = pinned_kwargs(spec.name, args, f"--model {spec.label}")
-        if pinned:
-            engine_args["revision"] = pinned["revision"]
-            engine_args.setdefault("download_dir", pinned["cache_dir"])
+        source = model_source(spec.name, args, f"--model {spec.label}")
+        if isinstance(source, HubRevision) and source.offline and source.snapshot is not None:
+            engine_args["model"] = str(source.snapshot)  # hub offline: that commit's folder, no hub calls
+        elif isinstance(source, HubRevision):
+            engine_args["revision"] = source.commit
+            engine_args.setdefault("download_dir", str(source.cache_dir))
             if not engine_args.get("tokenizer"):
-                engine_args.setdefault("tokenizer_revision", pinned["revision"])
+                engine_args.setdefault("tokenizer_revision", source.commit)
         self.engine_args = engine_args
         self.fields = sampling_fields()
         self.shared_context = bool(args.get("shared_context", True)) and "logprob_token_ids" in self.fields
         self.max_gen_toks = int(args.get("max_gen_toks") or DEFAULT_MAX_GEN_TOKS)
 
         tokenizer = load_hf_tokenizer(
-            str(engine_args.get("tokenizer") or spec.name),
+            str(engine_args.get("tokenizer") or engine_args["model"]),
             revision=engine_args.get("tokenizer_revision") or engine_args.get("revision"),
             cache_dir=engine_args.get("download_dir"),
             trust_remote_code=engine_args["trust_remote_code"],
