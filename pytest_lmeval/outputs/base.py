@@ -7,6 +7,7 @@ instead of switching on `output_type` themselves.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import LmevalError
@@ -17,17 +18,17 @@ if TYPE_CHECKING:
     from ..tasks.task import Task
 
 
-class OutputType:
+class OutputType(ABC):
     name: ClassVar[str]
     default_metrics: ClassVar[tuple[str, ...]] = ()
     builtin_metrics: ClassVar[tuple[str, ...]] = ()
     needs_prompt: ClassVar[bool] = True  # doc_to_text is required
 
     # -- the declaration ----------------------------------------------------------------------
-    def check(self, cfg: TaskConfig, where: str) -> None:
+    def check(self, cfg: TaskConfig, where: str) -> None:  # noqa: B027 - most types refuse nothing
         """Raise for what this output type cannot run (called once per task config)."""
 
-    def check_metric(self, entry: dict[str, Any], where: str) -> None:
+    def check_metric(self, entry: dict[str, Any], where: str) -> None:  # noqa: B027 - no options to refuse
         """Raise for a metric_list entry's options this output type does not take."""
 
     def generation_kwargs(self, cfg: TaskConfig) -> dict[str, Any] | None:
@@ -39,18 +40,19 @@ class OutputType:
         return dict(cfg.generation_kwargs or {})
 
     # -- requests -----------------------------------------------------------------------------
+    @abstractmethod
     def build(self, task: Task, doc_id: int, contexts: list[str], target: Any) -> DocRequests:
-        raise NotImplementedError
+        """The document's requests (its prompt contexts and target already rendered)."""
 
     # -- scoring ------------------------------------------------------------------------------
     def instances(self, responses: list[Response]) -> list[list[Response]]:
         """lm-eval's instances: each request is its own, answered once."""
         return [[r] for r in responses]
 
+    @abstractmethod
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
         """The built-in metrics in `wanted` for one filter's values, and the answer that
         metrics written as functions receive."""
-        raise NotImplementedError
 
     def answer(self, task: Task, work: DocRequests, responses: list[Response]) -> Any:
         """What a benchmark body sees as `doc.answer`."""
