@@ -8,6 +8,7 @@ are plain values, so both imports declare the same tasks and the plugin matches 
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import traceback
@@ -36,7 +37,25 @@ def is_benchmark_file(path: Path, *, tests_only: bool = False) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     uses = "import pytest_lmeval" in text or "from pytest_lmeval" in text
-    return uses and (not tests_only or (path.name.startswith("test_") and "benchmark(" in text))
+    if not uses or not tests_only:
+        return uses
+    return path.name.startswith("test_") and "benchmark(" in text and _has_benchmark_function(text)
+
+
+def _has_benchmark_function(text: str) -> bool:
+    """A module-level function decorated with `@benchmark(...)` or `@<module>.benchmark(...)`
+    (the text of a benchmark inside a string, as tests write them, does not count)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return True  # let the import report the error, with its line
+    for node in tree.body:
+        for dec in getattr(node, "decorator_list", ()):
+            func = dec.func if isinstance(dec, ast.Call) else dec
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "benchmark":
+                return True
+    return False
 
 
 def read_benchmark_file(path: Path) -> Declared:
