@@ -18,6 +18,7 @@ from .perturb import perturb_work
 from .requests import Request, Response
 from .task_settings import check_subsets, configured, in_subsets, styled
 from .tasks import DocRequests, GroupConfig, Registry, Task, TaskConfig
+from .tasks.class_tasks import task_for
 from .tasks.prompts import PromptStyle
 
 
@@ -142,7 +143,7 @@ class LmevalState:
         opts = self.options
         settings = opts.task_settings.for_task(cfg.task, self._groups_of())
         gen_kwargs = {**(opts.gen_kwargs or {}), **settings.gen_kwargs} if settings.gen_kwargs else opts.gen_kwargs
-        return Task(
+        return task_for(  # lm-eval's class for a `class:` task, else our Task
             configured(cfg, settings),
             data_dir=opts.data_dir,
             num_fewshot=settings.num_fewshot if settings.num_fewshot is not None else opts.num_fewshot,

@@ -80,8 +80,6 @@ def test_names_with_parentheses_and_inline_subgroups(registry) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("squadv2", r"task 'squadv2' is a Python task class \(!function task\.SQuAD2\), which pytest-lmeval does not"),
-        ("scrolls_contractnli", r"is a Python task class \(!function task\.ContractNLI\)"),
         ("20_newsgroups", r"task '20_newsgroups' is a unitxt recipe"),
         ("chartqa", r"image inputs \(doc_to_image\) are not supported"),
         ("humaneval", r"executes model-written code \(unsafe_code: true\)"),

@@ -15,8 +15,6 @@ from .sources import Hub, Source
 
 # lm-eval YAML keys for features pytest-lmeval does not have: named in a clear error.
 _UNSUPPORTED_KEYS = {
-    "class": "Python-defined tasks ('class:')",
-    "custom_dataset": "custom_dataset loaders",
     "doc_to_image": "image inputs (doc_to_image)",
     "doc_to_audio": "audio inputs (doc_to_audio)",
     "use_prompt": "promptsource prompts (use_prompt)",
@@ -65,6 +63,8 @@ class TaskConfig:
     generation_kwargs: dict[str, Any] | None = None
     filter_list: list[dict[str, Any]] | None = None
     process_results: Any = None
+    custom_dataset: Any = None  # lm-eval's `custom_dataset: !function` loader (tasks/class_tasks.py calls it)
+    task_class: Any = None  # lm-eval's `class: !function` Task subclass, run by tasks/class_tasks.py
     extra: dict[str, Any] = field(default_factory=dict)
     filters: tuple[FilterPipeline, ...] = ()  # built from filter_list by task_config_from_dict
 
@@ -203,11 +203,9 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
     if not isinstance(name, str):
         raise LmevalError(f"{source}: 'task' must be one task name, got {name!r}")
     if data.get("class") is not None:
-        what = "a unitxt recipe" if "unitxt" in repr(data["class"]) or data.get("recipe") else "a Python task class"
-        raise LmevalError(
-            f"{source}: task {name!r} is {what} ({data['class']!r}), which pytest-lmeval does not run "
-            "(it runs YAML-configured tasks)"
-        )
+        from .class_tasks import class_task_config
+
+        return class_task_config(name, data, source)
     for key, feature in _UNSUPPORTED_KEYS.items():
         if data.get(key) is not None:
             raise LmevalError(f"{source}: task {name!r}: {feature} are not supported by pytest-lmeval (key {key!r})")
@@ -233,6 +231,10 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
             kwargs.pop(key, None)  # an explicit null means the default
     cfg = TaskConfig(task=name, source=source, extra=extra, **kwargs)
     where = f"{source}: task {name!r}"
+    if cfg.custom_dataset is not None:
+        from .class_tasks import custom_dataset_source
+
+        cfg.data = custom_dataset_source(cfg, where)
     kind = output_type(cfg.output_type, where)
     if cfg.doc_to_text is None and kind.needs_prompt:
         raise LmevalError(f"{where}: doc_to_text is required")
