@@ -36,6 +36,7 @@ def test_a_calls_time_is_divided_by_tokens() -> None:
         "request_seconds": [0.4, 0.6, None],
         "seconds": 1.0,
         "cached_requests": 1,
+        "first_token_seconds": [None, None, None],  # a generation request among them; Words does not tell it
         "input_tokens": 6,
         "generated_tokens": 4,
     }
@@ -71,3 +72,98 @@ def test_a_run_reports_its_costs_as_measurements(pytester: pytest.Pytester) -> N
     assert (cached["computed_requests"], cached["seconds"]) == (0, 0)
     line = read_jsonl(pytester.path / "again" / "samples" / "quiz_a.jsonl")[0]["efficiency"]
     assert line == {"request_seconds": [None, None, None], "seconds": 0, "cached_requests": 3}
+
+
+class Timed(Words):
+    """A backend that tells each generation request's time to first token, as the HF one does."""
+
+    def __init__(self, first: dict[Request, float]) -> None:
+        self.first_token_seconds = first
+
+
+def test_time_to_first_token_travels_per_request_and_is_summarised_per_task() -> None:
+    g1 = Request.generate_until("one two", {"until": ["\n"]})
+    g2 = Request.generate_until("three", {"until": ["\n"]})
+    costs = efficiency.share(Timed({g1: 0.25}), [g1, g2], ["x y", "z"], 1.0)
+    assert (costs[g1].first_token_seconds, costs[g2].first_token_seconds) == (0.25, None)  # g2: not told
+    one = efficiency.of_document([g1], costs)
+    assert one["first_token_seconds"] == [0.25] and one["request_seconds"] == [round(4 / 6, 6)]
+    cached = efficiency.of_document([g2], {})
+    assert cached["first_token_seconds"] == [None]
+    assert "first_token_seconds" not in efficiency.of_document([Request.loglikelihood("a", " b")], {})
+    summary = efficiency.summary([{"efficiency": one}, {"efficiency": efficiency.of_document([g2], costs)}])
+    assert summary["first_token_seconds"] == {"mean": 0.25, "median": 0.25, "p90": 0.25, "max": 0.25}
+    assert summary["first_token_note"].startswith("time to first token: seconds from the start of the batch step")
+    # a backend that cannot tell: none, and why (never a zero); nothing computed: says so
+    untold = efficiency.share(Words(), [g1], ["x"], 1.0)
+    assert efficiency.summary([{"efficiency": efficiency.of_document([g1], untold)}])["first_token_seconds"] is None
+    assert efficiency.summary([{"efficiency": efficiency.of_document([g1], untold)}])["first_token_note"] == (
+        "not reported by this backend"
+    )
+    assert efficiency.summary([{"efficiency": cached}])["first_token_note"].startswith("no generation request computed")
+    loglikelihood_only = efficiency.summary([{"efficiency": efficiency.of_document([], {})}])
+    assert "first_token_seconds" not in loglikelihood_only  # not a generation task: nothing to say
+
+
+GENERATE = """
+import pytest_lmeval as lm
+
+ROWS = [{"w": w} for w in ["The quick brown", "Science questions", "water", "Paris and the", "A B C D", "the sun"]]
+gen = lm.generate("gen", data=lm.rows(ROWS), prompt="Question: {w}", target=lambda d: "x", until=["never said"],
+                  max_tokens=48, metrics=["exact_match"])
+
+@lm.benchmark(gen)
+def test_gen(doc):
+    doc.score()
+"""
+
+
+def _gen_run(pytester: pytest.Pytester, out: str, *args: str) -> tuple[dict, list[dict], pytest.RunResult]:
+    res = pytester.runpytest(
+        "-p", "no:cacheprovider", "--no-cache", "--log-samples", "--output-path", out, *args
+    )  # fmt: skip
+    assert res.ret == 0, res.stdout.str()[-3000:]
+    samples = read_jsonl(pytester.path / out / "samples" / "gen.jsonl")
+    return read_json(pytester.path / out / "results.json"), samples, res
+
+
+def test_hf_generation_records_time_to_first_token(pytester: pytest.Pytester, tiny_model) -> None:
+    pytester.makepyfile(test_gen=GENERATE)
+    hf = ("--model", f"hf:{tiny_model}", "--device", "cpu")
+    # one row at a time: each row's first token comes after its own prefill, within its request's time
+    doc, samples, res = _gen_run(pytester, "one", *hf, "--batch-size", "1")
+    assert len(samples) == 6
+    for s in samples:
+        e = s["efficiency"]
+        assert len(e["first_token_seconds"]) == len(e["request_seconds"]) == 1
+        assert 0 < e["first_token_seconds"][0] <= e["request_seconds"][0]
+    gen = doc["efficiency"]["gen"]
+    firsts = sorted(s["efficiency"]["first_token_seconds"][0] for s in samples)
+    assert gen["first_token_seconds"]["max"] == firsts[-1] and gen["first_token_seconds"]["median"] == pytest.approx(
+        (firsts[2] + firsts[3]) / 2
+    )
+    assert "to its first generated token" in gen["first_token_note"]
+    line = next(x for x in res.outlines if x.startswith("lmeval efficiency: gen: 6 of 6 requests computed"))
+    assert re.search(r"; time to first token median \d\.\d{4}s, p90 \d\.\d{4}s$", line)
+    page = (pytester.path / "one" / "report.html").read_text()
+    assert "<th>Median s to first token</th>" in page and 'aria-label="gen: time to first token"' in page
+    row = re.search(r"<tr><td>gen</td>.*?</tr>", page, re.S).group(0)
+    assert f'<td class="num">{gen["first_token_seconds"]["median"]:.4f}</td>' in row
+    # the six rows prefilled in one pass (the batch has room for all): one time to first token, the pass's
+    _, batched, _ = _gen_run(pytester, "all", *hf)
+    assert len({s["efficiency"]["first_token_seconds"][0] for s in batched}) == 1
+    assert [s["resps"] for s in batched] == [s["resps"] for s in samples]  # the texts do not depend on it
+
+
+def test_a_backend_that_cannot_tell_reports_no_time_to_first_token(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gen=GENERATE)
+    doc, samples, res = _gen_run(pytester, "out", "--model", "dummy:d")
+    assert [s["efficiency"]["first_token_seconds"] for s in samples] == [[None]] * 6
+    gen = doc["efficiency"]["gen"]
+    assert (gen["first_token_seconds"], gen["first_token_note"]) == (None, "not reported by this backend")
+    untold = "; time to first token not reported by this backend"
+    assert any(x.startswith("lmeval efficiency: gen: 6 of 6") and x.endswith(untold) for x in res.outlines)
+    page = (pytester.path / "out" / "report.html").read_text()
+    row = re.search(r"<tr><td>gen</td>.*?</tr>", page, re.S).group(0)
+    assert '<td class="note" colspan="2">not reported by this backend</td>' in row
+    assert 'aria-label="gen: time to first token"' not in page

@@ -126,6 +126,8 @@ class HFBackend:
             self.softmax_dtype,
             prefix_reuse=bool(args.get("prefix_reuse", True)),
         )
+        # per generation request of the last generate_until call: seconds to its first token (hf_generate.py)
+        self.first_token_seconds: dict[Request, float] = {}
         self.load_seconds = time.perf_counter() - started
         self.loaded_from = where.source
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class _Row:
     group: int  # rows of one group share that prefix
     generated: list[int] = field(default_factory=list)
     position: int = 0  # the position of the next token it is fed
+    first_token_seconds: float | None = None  # from the start of the pass that prefilled it to its first token
 
 
 class Decoder:
@@ -162,6 +164,7 @@ class Decoder:
         self.tokens = 0  # tokens of the requests (prompt + generated)
         self.forward_tokens = 0  # tokens run through the model
         self.steps = 0
+        self.first_token_seconds: list[float | None] = []  # per prompt of the last run (efficiency.py's TTFT)
 
     # -- public -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -183,6 +186,7 @@ class Decoder:
         running: list[_Row] = []
         cache = mask = None
         out: list[list[int] | None] = [None] * len(prompts)
+        self.first_token_seconds = [None] * len(prompts)
         while waiting or running:
             if waiting and self._should_admit(running, waiting[0]):
                 joining = self._take(waiting, running)
@@ -194,6 +198,7 @@ class Decoder:
             if finished:
                 for r in finished:
                     out[r.index] = r.generated
+                    self.first_token_seconds[r.index] = r.first_token_seconds
                     self.tokens += len(r.tokens) + len(r.generated)
                 progress(len(finished))
                 gone = {id(r) for r in finished}
@@ -258,6 +263,7 @@ class Decoder:
         """Prefill the joining rows (on their shared prefix's cache) and join them to the batch."""
         from transformers import DynamicCache
 
+        started = time.perf_counter()
         k = len(joining)
         p = joining[0].prefix
         suffixes = [r.tokens[p:] for r in joining]
@@ -278,10 +284,12 @@ class Decoder:
             self.left[r.group] -= 1
             if self.left[r.group] == 0:
                 self.prefix_kv.pop(r.group, None)
-        first = logits.argmax(dim=-1).tolist()
+        first = logits.argmax(dim=-1).tolist()  # on the host: the joining rows' first tokens are out
+        took = time.perf_counter() - started
         for r, t in zip(joining, first, strict=True):
             r.generated.append(t)
             r.position = len(r.tokens)
+            r.first_token_seconds = took
         if cache is None or not running:
             new_cache.layers = [_buffered(x.keys, x.values, self.max_toks) for x in new_cache.layers]
             return new_cache, new_mask

@@ -14,15 +14,21 @@ to transformers' `generate` in batches whose KV cache fits the same memory budge
 Encoder-decoder models (T5): the prompt goes to the encoder, and `generate` returns only the
 decoder's sequence (its start token first), so the text is everything after that start token,
 and max_gen_toks counts decoder tokens.
+
+Each call leaves `backend.first_token_seconds`: per request, the seconds from the start of the
+pass that prefilled its row to its first generated token (efficiency.py's time to first token),
+from the decoder's own clock or, for `generate`, from a streamer that notes the first new tokens.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 import transformers
+from transformers.generation.streamers import BaseStreamer
 
 from ..requests import Request
 from .base import Progress
@@ -57,6 +63,23 @@ class _StopSequence(transformers.StoppingCriteria):
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
+class _FirstToken(BaseStreamer):
+    """Notes when `generate` hands over its first new tokens (its first `put` is the prompt)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.puts = 0
+        self.seconds: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            self.seconds = time.perf_counter() - self.started
+
+    def end(self) -> None:
+        pass
+
+
 def generate_kwargs(args: GenArgs) -> dict[str, Any]:
     """What transformers' `generate` gets: greedy at temperature 0, else sampling."""
     kwargs = dict(args.extra)
@@ -76,6 +99,7 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
     for i in order:
         groups.setdefault(requests[i].args[1], []).append(i)
     out: list[str | None] = [None] * len(requests)
+    backend.first_token_seconds = {}
     for members in groups.values():
         args = normalize_gen_kwargs(requests[members[0]].gen_kwargs, backend.max_gen_toks)
         until, max_toks, kwargs = with_eos(args.until, eos_text), args.max_gen_toks, generate_kwargs(args)
@@ -95,9 +119,13 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
             batch = members[start : start + n]
             if args.seed is not None:
                 torch.manual_seed(args.seed)
-            texts = _generate_batch(backend, [requests[i].args[0] for i in batch], until, max_toks, max_ctx, kwargs)
+            texts, first = _generate_batch(
+                backend, [requests[i].args[0] for i in batch], until, max_toks, max_ctx, kwargs
+            )
             for i, text in zip(batch, texts, strict=True):
                 out[i] = text
+                if first is not None:
+                    backend.first_token_seconds[requests[i]] = first
             start += n
             progress(n)
     return out  # type: ignore[return-value]
@@ -169,8 +197,10 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
     backend.scorer.tokens += decoder.tokens
     backend.scorer.forward_tokens += decoder.forward_tokens
     texts = backend.tokenizer.batch_decode(generated, skip_special_tokens=True)
-    for i, text in zip(members, texts, strict=True):
+    for i, text, first in zip(members, texts, decoder.first_token_seconds, strict=True):
         out[i] = cut_at_stops(text, until)
+        if first is not None:
+            backend.first_token_seconds[requests[i]] = first
 
 
 def _special(backend: HFBackend, context: str) -> dict[str, Any]:
@@ -195,7 +225,8 @@ def _generate_batch(
     max_toks: int,
     max_ctx: int,
     kwargs: dict[str, Any],
-) -> list[str]:
+) -> tuple[list[str], float | None]:
+    """The batch's texts, and the seconds to its first new tokens (all rows prefilled at once)."""
     tok = backend.tokenizer
     special = _special(backend, contexts[0])
     old_side = tok.padding_side
@@ -211,6 +242,7 @@ def _generate_batch(
     seq2seq = backend.backend == "seq2seq"
     start = 1 if seq2seq else ids.shape[1]
     stopping = transformers.StoppingCriteriaList([_StopSequence(s, tok, start, ids.shape[0]) for s in until])
+    timer = _FirstToken()
     generated = backend.model.generate(
         input_ids=ids,
         attention_mask=mask,
@@ -218,6 +250,7 @@ def _generate_batch(
         stopping_criteria=stopping,
         pad_token_id=tok.pad_token_id,
         use_cache=True,
+        streamer=timer,
         **kwargs,
     )
     new_tokens = generated[:, start:]
@@ -225,4 +258,4 @@ def _generate_batch(
     backend.scorer.tokens += real
     backend.scorer.forward_tokens += ids.numel() + new_tokens.numel()
     texts = tok.batch_decode(new_tokens.tolist(), skip_special_tokens=True)
-    return [cut_at_stops(t, until) for t in texts]
+    return [cut_at_stops(t, until) for t in texts], timer.seconds

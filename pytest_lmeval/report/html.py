@@ -160,8 +160,9 @@ def reliability_chart(title: str, bins: list[Any]) -> str:
     return "".join(parts)
 
 
-def latency_chart(title: str, seconds: list[float], bins: int = 12) -> str:
-    """A histogram of the time per request (a measurement of the run, not of the model)."""
+def latency_chart(title: str, seconds: list[float], bins: int = 12, axis: str = "seconds per request") -> str:
+    """A histogram of the time per request, or of the time to first token (measurements of the
+    run, not of the model)."""
     if not seconds:
         return ""
     top = max(seconds) or 1e-9
@@ -181,7 +182,7 @@ def latency_chart(title: str, seconds: list[float], bins: int = 12) -> str:
         )
     parts.append(f'<text x="{pad}" y="{top_y + h + 14}" text-anchor="start">0</text>')
     parts.append(f'<text x="{pad + w}" y="{top_y + h + 14}" text-anchor="end">{top:.4f} s</text>')
-    parts.append(f'<text x="{pad + w / 2}" y="{top_y + h + 28}" text-anchor="middle">seconds per request</text>')
+    parts.append(f'<text x="{pad + w / 2}" y="{top_y + h + 28}" text-anchor="middle">{html.escape(axis)}</text>')
     parts.append(f'<text x="{pad - 4}" y="{top_y + 10}" text-anchor="end">{most}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -211,16 +212,15 @@ def _robustness(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _latency_charts(state: Any, doc: dict[str, Any]) -> list[str]:
+    """Per task, its time per request; for generation where the backend tells it, its time to
+    first token beside it."""
     charts = []
     for name in doc.get("efficiency") or {}:
-        seconds = [
-            s
-            for r in state.records + getattr(state, "perturbed", [])
-            if r["task"] == name
-            for s in (r.get("efficiency") or {}).get("request_seconds", [])
-            if s is not None
-        ]
+        recs = [r.get("efficiency") or {} for r in state.records + getattr(state, "perturbed", []) if r["task"] == name]
+        seconds = [s for e in recs for s in e.get("request_seconds", []) if s is not None]
         charts.append(latency_chart(f"{name}: time per request", seconds))
+        first = [s for e in recs for s in e.get("first_token_seconds") or [] if s is not None]
+        charts.append(latency_chart(f"{name}: time to first token", first, axis="seconds to first token"))
     return [c for c in charts if c]
 
 

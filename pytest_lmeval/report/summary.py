@@ -238,9 +238,17 @@ def _efficiency_lines(state: LmevalState, results: Results) -> list[str]:
         if not per:
             continue
         rate = f", {e['tokens_per_second']:.0f} tokens/s" if e.get("tokens_per_second") else ""
+        first = ""
+        if "first_token_seconds" in e:  # generation: its time to first token, or why there is none
+            ttft = e["first_token_seconds"]
+            first = (
+                f"; time to first token median {ttft['median']:.4f}s, p90 {ttft['p90']:.4f}s"
+                if ttft
+                else f"; time to first token {e['first_token_note']}"
+            )
         lines.append(
             f"lmeval efficiency: {name}: {e['computed_requests']} of {e['requests']} requests computed in "
-            f"{e['seconds']:.2f}s, per request median {per['median']:.4f}s, p90 {per['p90']:.4f}s{rate}"
+            f"{e['seconds']:.2f}s, per request median {per['median']:.4f}s, p90 {per['p90']:.4f}s{rate}{first}"
         )
     if lines:
         lines.insert(0, f"lmeval efficiency ({efficiency.NOTE}):")
