@@ -167,3 +167,21 @@ def test_a_backend_that_cannot_tell_reports_no_time_to_first_token(pytester: pyt
     row = re.search(r"<tr><td>gen</td>.*?</tr>", page, re.S).group(0)
     assert '<td class="note" colspan="2">not reported by this backend</td>' in row
     assert 'aria-label="gen: time to first token"' not in page
+
+
+def test_transformers_generate_path_tells_time_to_first_token_too(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampling and seq2seq go through transformers' `generate`: a streamer notes its first new
+    tokens, so those requests have a time to first token as well (the rows of one batch share it)."""
+    pytest.importorskip("transformers")
+    from pytest_lmeval.models import hf_generate
+    from pytest_lmeval.models.base import ModelSpec
+    from pytest_lmeval.models.hf import HFBackend
+
+    backend = HFBackend(ModelSpec("hf", str(tiny_model), {}), device="cpu", batch_size=2)
+    monkeypatch.setattr(hf_generate, "_decodes_itself", lambda *a: False)
+    args = {"until": ["never said"], "max_gen_toks": 8}
+    reqs = [Request.generate_until(p, args) for p in ("A B", "the sun", "water")]
+    texts = backend.generate_until(reqs, lambda n: None)
+    assert len(texts) == 3 and set(backend.first_token_seconds) == set(reqs)
+    assert all(s > 0 for s in backend.first_token_seconds.values())
+    assert len(set(backend.first_token_seconds.values())) == 2  # two batches: 2 rows, then 1
