@@ -202,27 +202,126 @@ def perturb_text(name: str, text: str, rng: random.Random) -> str:
     return PERTURBATIONS[name](text, rng)
 
 
+# output types whose documents are not perturbed, and why (printed once and kept in results.json)
+NOT_PERTURBED = {
+    "loglikelihood_rolling": (
+        "loglikelihood_rolling scores the document's own text (its perplexity): perturbing it would change "
+        "what is measured, not the prompt"
+    ),
+}
+
+
+def why_not(task: Any) -> str | None:
+    """Why the task's documents get no perturbed items, or None when they do."""
+    return NOT_PERTURBED.get(task.config.output_type)
+
+
 def supports(task: Any) -> bool:
-    """Whether the task's documents have one question to perturb (a multiple-input task such
-    as Winogrande has one context per choice instead: not perturbed)."""
-    return not task.multiple_input
+    """Whether the task's documents get perturbed items; a task asked for them that does not is
+    marked (`perturb_refused`), so the run can say which and why (report/summary.py)."""
+    reason = why_not(task)
+    if reason is not None:
+        task.perturb_refused = reason
+    return reason is None
 
 
-def perturbed_doc(doc: dict[str, Any], name: str, seed: int, task: str, doc_id: int) -> dict[str, Any]:
+def not_perturbed(tasks: dict[str, Any], asked: bool) -> dict[str, str]:
+    """Per task that perturbations were asked for (by --perturb, `asked`, or by its benchmark's
+    marker) but that gets none: why."""
+    out = {}
+    for name, task in tasks.items():
+        reason = why_not(task)
+        if reason is not None and (asked or getattr(task, "perturb_refused", None)):
+            out[name] = reason
+    return out
+
+
+def _kept(name: str, text: str, rng: random.Random, keep: Iterable[str]) -> str:
+    """The text perturbed except where it holds one of `keep` (each kept as it is, word for word)."""
+    words = sorted({k for k in keep if k}, key=len, reverse=True)
+    if not words:
+        return perturb_text(name, text, rng)
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)")
+    out, last = [], 0
+    for m in pattern.finditer(text):
+        out += [perturb_text(name, text[last : m.start()], rng), m.group(0)]
+        last = m.end()
+    out.append(perturb_text(name, text[last:], rng))
+    return "".join(out)
+
+
+def perturbed_doc(
+    doc: dict[str, Any], name: str, seed: int, task: str, doc_id: int, keep: Iterable[str] = ()
+) -> dict[str, Any]:
     """The document with each of its text fields perturbed (lists and numbers as they are),
-    each field with edits of its own."""
+    each field with edits of its own; a field equal to one of `keep` stays as it is, and so do
+    its words wherever another field holds them."""
+    keep = tuple(keep)
     out = dict(doc)
     for key, value in doc.items():
-        if isinstance(value, str):
-            out[key] = perturb_text(name, value, rng_for(seed, f"{task}/{key}", doc_id, name))
+        if isinstance(value, str) and value not in keep:
+            out[key] = _kept(name, value, rng_for(seed, f"{task}/{key}", doc_id, name), keep)
     return out
+
+
+def _options(doc: dict[str, Any], contexts: list[str]) -> list[str]:
+    """A multiple-input document's options: its text fields that end one of its contexts (the
+    names that fill Winogrande's blank)."""
+    return [
+        v for v in doc.values() if isinstance(v, str) and v.strip() and any(c.endswith(v) and c != v for c in contexts)
+    ]
+
+
+def _perturb_multiple_input(task: Any, work: DocRequests, name: str, seed: int) -> DocRequests:
+    """A multiple-input document (Winogrande) perturbed the HELM way without changing the
+    answer: its options (the names filling the blank) stay as they are, wherever they appear;
+    the text around them (before the option and the continuation after it) is perturbed once,
+    so every option's context gets the same edits."""
+    where = f"{work.task}-{work.doc_id}: cannot perturb ({name})"
+    cfg = task.config
+    doc = task.docs[work.doc_id]
+    contexts = list(task.field("doc_to_choice", cfg.doc_to_choice, work.doc_id))
+    continuation = task.field("doc_to_target", cfg.doc_to_target, work.doc_id)
+    options = _options(doc, contexts)
+    if not options:
+        raise LmevalError(f"{where}: none of the document's text fields ends its contexts, so its options are unknown")
+    new_doc = perturbed_doc(doc, name, seed, work.task, work.doc_id, keep=options)
+    try:
+        new_contexts = list(templates.doc_to_choice(cfg.doc_to_choice, new_doc))
+        new_continuation = templates.doc_to_target(cfg.doc_to_target, new_doc, has_choices=True)
+    except (templates.TemplateError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise LmevalError(f"{where}: the perturbed document's contexts fail: {exc}") from None
+    for old, new in zip(contexts, new_contexts, strict=True):
+        ending = max((o for o in options if old.endswith(o)), key=len)
+        if not new.endswith(ending):
+            raise LmevalError(f"{where}: a perturbed context no longer ends with its option {ending!r}")
+    if not isinstance(continuation, str) or not isinstance(new_continuation, str):
+        raise LmevalError(f"{where}: the continuation is not text")
+    requests = []
+    for i, req in enumerate(work.requests):
+        if i >= len(contexts):  # acc_mutual_info's unconditional requests: no context in them
+            requests.append(req)
+            continue
+        context, target = req.args[0], req.args[1]
+        at = context.rfind(contexts[i])
+        if at < 0 or not target.endswith(continuation):
+            raise LmevalError(f"{where}: its context is not found as such in its prompt")
+        context = context[:at] + new_contexts[i] + context[at + len(contexts[i]) :]
+        target = target[: len(target) - len(continuation)] + new_continuation
+        requests.append(Request(req.kind, (context, target, *req.args[2:])))
+    return dataclasses.replace(
+        work, requests=tuple(requests), choices=tuple(new_contexts), target=new_continuation, prompt=requests[0].args[0]
+    )
 
 
 def perturb_work(task: Any, work: DocRequests, name: str, seed: int) -> DocRequests:
     """The document's requests with its question perturbed in each prompt: doc_to_text
     rendered on the perturbed document (so the template's own words, "Question:" and
     "Answer:", stay as they are) in place of the original's, at its last place in the prompt
-    (after the few-shot examples). Choices and target come from the original document."""
+    (after the few-shot examples). Choices and target come from the original document.
+    Multiple-input documents: see _perturb_multiple_input."""
+    if task.multiple_input:
+        return _perturb_multiple_input(task, work, name, seed)
     question = task.field("doc_to_text", task.config.doc_to_text, work.doc_id)
     if not isinstance(question, str) or not question:
         raise LmevalError(f"{work.task}-{work.doc_id}: no question text to perturb ({name})")

@@ -7,6 +7,8 @@ on the worst case, and the same results under -n 2."""
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from quiz_project import read_json, read_jsonl, run, table_rows, write_quiz
@@ -204,3 +206,96 @@ def test_two_workers_give_the_results_of_one_with_perturbations(pytester: pytest
         assert [{k: v for k, v in s.items() if k != "efficiency"} for s in two_lines] == [
             {k: v for k, v in s.items() if k != "efficiency"} for s in one_lines
         ]  # all but the time each request took
+
+
+WINO = """
+import json
+from pathlib import Path
+
+import pytest_lmeval as lm
+
+# Winogrande's shape (evals/winogrande): each option fills the blank; the rest of the sentence follows
+ROWS = [json.loads(line) for line in Path("wino.jsonl").read_text().splitlines()]
+
+
+def _blank(doc):
+    return doc["sentence"].index("_")
+
+
+wino = lm.multiple_input(
+    "wino",
+    data=lm.rows(ROWS),
+    contexts=lambda doc: [doc["sentence"][: _blank(doc)] + o for o in (doc["option1"], doc["option2"])],
+    continuation=lambda doc: doc["sentence"][_blank(doc) + 1 :].strip(),
+    target=lambda doc: int(doc["answer"]) - 1,
+)
+pages = lm.rolling("pages", data=lm.rows([{"page": "One page of text."}, {"page": "Another page."}]), text="{page}")
+
+
+@lm.benchmark(wino, pages)
+def test_wino(doc):
+    doc.score()
+"""
+WINO_ROWS = Path(__file__).parent / "data" / "mirror" / "allenai" / "winogrande" / "winogrande_xl" / "train.jsonl"
+
+
+def _contexts(path: Path) -> list[list[tuple[str, str]]]:
+    return [[(a["arg_0"], a["arg_1"]) for a in s["arguments"].values()] for s in read_jsonl(path)]
+
+
+def test_multiple_input_documents_are_perturbed_around_their_options(pytester: pytest.Pytester) -> None:
+    shutil.copy(WINO_ROWS, pytester.path / "wino.jsonl")
+    rows = read_jsonl(WINO_ROWS)
+    pytester.makepyfile(test_wino=WINO)
+    args = ("--model", "dummy:d", "--perturb", "typos,lowercase", "--log-samples", "--seed", "3")
+    listed = run(pytester, *args, "--collect-only", "-q")
+    ids = [line.split("[", 1)[1][:-1] for line in listed.outlines if "::test_wino[" in line]
+    assert ids[:3] == ["wino-0", "wino-0[typos]", "wino-0[lowercase]"] and len(ids) == 3 * len(rows) + 2
+    assert "pages-0" in ids and not any(i.startswith("pages-0[") for i in ids)
+    res = run(pytester, *args, "--output-path", "out")
+    assert res.ret == 0, res.stdout.str()
+    samples = pytester.path / "out" / "samples"
+    original = _contexts(samples / "wino.jsonl")
+    for name in ("typos", "lowercase"):
+        perturbed = _contexts(samples / f"wino.{name}.jsonl")
+        assert len(perturbed) == len(rows)
+        for row, before, after in zip(rows, original, perturbed, strict=True):
+            options = (row["option1"], row["option2"])
+            # each context still ends with its own option, word for word; the text around it is perturbed
+            assert [ctx.endswith(o) for (ctx, _), o in zip(after, options, strict=True)] == [True, True]
+            # the same edits for every option of the document: one perturbed prefix, one continuation
+            assert after[0][0][: -len(options[0])] == after[1][0][: -len(options[1])]
+            assert after[0][1] == after[1][1]
+            if name == "lowercase":
+                prefix = before[0][0][: -len(options[0])]
+                assert after[0][0] == _lower_but(prefix, options) + options[0]
+                assert after[0][1] == before[0][1].lower()
+        assert perturbed != original
+        assert read_jsonl(samples / f"wino.{name}.jsonl")[0]["doc"]["answer"] == rows[0]["answer"]  # the answer kept
+    assert _contexts(samples / "wino.lowercase.jsonl")[2][0] == (
+        "Anna thanked Beth because Anna",  # the names stay as they are, in the sentence too
+        " had helped her move.",
+    )
+    # the same seed makes the same prompts; another seed other typos
+    typed = _contexts(samples / "wino.typos.jsonl")
+    assert run(pytester, *args, "--output-path", "again").ret == 0
+    assert _contexts(pytester.path / "again" / "samples" / "wino.typos.jsonl") == typed
+    assert run(pytester, *args[:-1], "4", "--output-path", "other").ret == 0
+    assert _contexts(pytester.path / "other" / "samples" / "wino.typos.jsonl") != typed
+    # a perplexity task is not perturbed: one line says which and why, and results.json keeps it
+    why = perturb.NOT_PERTURBED["loglikelihood_rolling"]
+    assert f"lmeval robustness: not perturbed: pages ({why})" in res.outlines
+    doc = read_json(pytester.path / "out" / "results.json")
+    assert doc["not_perturbed"] == {"pages": why}
+    assert doc["robustness"]["wino"]["perturbations"] == ["typos", "lowercase"]
+    assert "acc@typos,none" in doc["results"]["wino"] and "acc@robust,none" in doc["results"]["wino"]
+    plain = run(pytester, "--model", "dummy:d", "--output-path", "plain")
+    assert not any("not perturbed" in line for line in plain.outlines)  # nothing asked, nothing to say
+    assert "not_perturbed" not in read_json(pytester.path / "plain" / "results.json")
+
+
+def _lower_but(text: str, keep: tuple[str, ...]) -> str:
+    """Lower case, except the option names, which stay as written."""
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(k) for k in sorted(keep, key=len, reverse=True)) + r")(?!\w)")
+    parts = pattern.split(text)
+    return "".join(p if i % 2 else p.lower() for i, p in enumerate(parts))

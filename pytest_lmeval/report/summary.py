@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import efficiency
+from .. import efficiency, perturb
 from ..errors import LmevalError
 from ..judging import workers_summary_line
 from ..models.base import redact_args, redact_args_text
@@ -148,6 +148,9 @@ def finish(state: LmevalState) -> None:
     extra["gates"] = [g.to_json() for g in state.gates]
     if results.robust:
         extra["robustness"] = {name: r.to_json() for name, r in results.robust.items()}
+    refused = _not_perturbed(state)
+    if refused:
+        extra["not_perturbed"] = refused
     costs = _efficiency(state, results)
     if costs:
         extra["efficiency"] = costs
@@ -186,7 +189,7 @@ def print_summary(state: LmevalState, reporter: Any) -> None:
     if results.group_names:
         reporter.write_line("")
         reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True))
-    for line in _robustness_lines(results) + _efficiency_lines(state, results):
+    for line in _robustness_lines(results) + _not_perturbed_lines(state) + _efficiency_lines(state, results):
         reporter.write_line(line)
     for line in leaderboard.lines(leaderboard.scores(results, tasks)):
         reporter.write_line(line)
@@ -271,6 +274,22 @@ def _robustness_lines(results: Results) -> list[str]:
             )
         lines.append(f"lmeval robustness: {name} ({robust.documents} documents, {robust.metric}): " + "; ".join(parts))
     return lines
+
+
+def _not_perturbed(state: LmevalState) -> dict[str, str]:
+    """The tasks perturbations were asked for that got none (perturb.py), with why."""
+    return perturb.not_perturbed(state.tasks, bool(state.perturb))
+
+
+def _not_perturbed_lines(state: LmevalState) -> list[str]:
+    refused = _not_perturbed(state)
+    if not refused:
+        return []
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in refused.items():
+        by_reason.setdefault(reason, []).append(name)
+    parts = [f"{', '.join(names)} ({reason})" for reason, names in by_reason.items()]
+    return ["lmeval robustness: not perturbed: " + "; ".join(parts)]
 
 
 def _token_rate(stats: dict) -> str:
