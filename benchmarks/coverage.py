@@ -34,8 +34,8 @@ _FEATURES = [
     (r"aggregation '([^']+)' is not supported", lambda m: f"aggregation {m[1]}"),
     (r"would be registered by the task's helpers", lambda m: "filter of a task helper whose packages are missing"),
     (r"filter function '([^']+)'", lambda m: f"filter function {m[1]}"),
-    (r"is a unitxt recipe", lambda m: "unitxt recipe (class:)"),
-    (r"is a Python task class", lambda m: "Python task class (class:)"),
+    (r"is a unitxt recipe", lambda m: "unitxt recipe (class:; needs pip install unitxt)"),
+    (r"task class (\S+ )?\S+ does not import", lambda m: "Python task class whose module does not import"),
     (r"custom_dataset", lambda m: "custom_dataset loader"),
     (r"image inputs", lambda m: "images (doc_to_image)"),
     (r"audio inputs", lambda m: "audio (doc_to_audio)"),
@@ -63,22 +63,26 @@ def catalogue_names() -> list[str]:
 def _has_data(cfg, mirror: Path) -> bool:
     from pytest_lmeval.tasks.data import MIRROR_SUFFIXES, mirror_folder
 
+    if cfg.data is not None:  # a custom_dataset loader reads its own data (usually from the hub)
+        return False
     if cfg.dataset_path is None or cfg.dataset_kwargs and set(cfg.dataset_kwargs) - {"trust_remote_code"}:
         return False
+    folder = mirror_folder(mirror, cfg.dataset_path, cfg.dataset_name)
+    if cfg.task_class is not None:  # the class picks its splits: any split file of its data set
+        return any(folder.glob(f"*{s}") for s in MIRROR_SUFFIXES)
     try:
         split = cfg.eval_split
     except Exception:
         return False
-    folder = mirror_folder(mirror, cfg.dataset_path, cfg.dataset_name)
     return any((folder / f"{split}{s}").is_file() for s in MIRROR_SUFFIXES)
 
 
 def collect(cfg, mirror: Path, docs: int = 2) -> str | None:
     """What collection does for a task: load its documents, build the first ones' requests."""
-    from pytest_lmeval.tasks import Task
+    from pytest_lmeval.tasks.class_tasks import task_for
 
     try:
-        task = Task(cfg, data_dir=mirror, limit=docs)
+        task = task_for(cfg, data_dir=mirror, limit=docs)
         for doc_id in range(len(task.docs)):
             task.build(doc_id)
         if not task.docs:
@@ -130,6 +134,10 @@ def main() -> int:
     print("| outcome | tasks | share |")
     print("|---|---:|---:|")
     print(f"| accepted | {len(accepted)} | {100 * len(accepted) / total:.1f} % |")
+    classes = sum(cfg.task_class is not None for cfg in accepted.values())
+    loaders = sum(cfg.custom_dataset is not None for cfg in accepted.values())
+    print(f"| accepted, of which Python task classes (class:) | {classes} | {100 * classes / total:.1f} % |")
+    print(f"| accepted, of which custom_dataset loaders | {loaders} | {100 * loaders / total:.1f} % |")
     for name, count in refused.most_common():
         print(f"| refused: {name} | {count} | {100 * count / total:.1f} % |")
     print()

@@ -334,6 +334,7 @@ class ClassTask(Task):
 
     def _construct(self, config: TaskConfig) -> Any:
         ref: ClassRef = config.task_class
+        catalogue_metrics._registry()  # lm-eval's logging quietened, as for its metrics
         cls = _load_class(ref.ref, f"{config.source}: task {self.name!r}")
         own_download = cls.download not in _base_downloads()
         if own_download and self.data_dir is not None:

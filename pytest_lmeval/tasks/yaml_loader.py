@@ -33,7 +33,11 @@ def _import_helper(yaml_path: Path, dotted: str) -> Callable[..., Any]:
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
         _prepare_helper_data(module_path)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]  # a half-imported module would hide this error from the next task
+            raise
     try:
         return getattr(module, fn_name)
     except AttributeError:
