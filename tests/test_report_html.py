@@ -190,3 +190,91 @@ def test_mmlu_report_renders_in_chromium_with_the_57_subjects_chart(tmp_path: Pa
     )  # fmt: skip
     assert _png_size(shot) == (1280, 4000)
     assert shot.stat().st_size > 50_000  # a page of tables and charts, not a blank one
+
+
+def _arc_mmlu_mirror(folder: Path) -> Path:
+    """The shared mirror where it has ARC-Easy and MMLU anatomy; else made-up rows in the hub
+    data sets' columns (allenai/ai2_arc, cais/mmlu), enough for the report's structure."""
+    shared = shared_mirror()
+    needed = ("cais/mmlu/anatomy", "allenai/ai2_arc/ARC-Easy")
+    if shared is not None and all((shared / n).is_dir() for n in needed):
+        return shared
+    labels = ["A", "B", "C", "D"]
+    for split in ("test", "train"):
+        path = folder / "allenai" / "ai2_arc" / "ARC-Easy" / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {"id": f"q{i}", "question": f"Which of these is it is not {i}?", "answerKey": labels[i % 4],
+             "choices": {"text": ["Water", "the Sun", "a rock", "Plants"], "label": labels}}
+            for i in range(10)
+        ]  # fmt: skip
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for split in ("test", "dev"):
+        path = folder / "cais" / "mmlu" / "anatomy" / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {"question": f"Which bone is {i}?", "subject": "anatomy", "choices": ["Femur", "Tibia", "Skull", "Rib"],
+             "answer": i % 4}
+            for i in range(10)
+        ]  # fmt: skip
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_perturbed_run_report_renders_in_chromium(tmp_path: Path, tiny_model: Path) -> None:
+    """The issue's check (`--tasks arc_easy,mmlu_anatomy --perturb typos,lowercase`) on the tiny
+    random model: robustness, reliability and latency in report.html, and its screenshot."""
+    out = ROOT / "reports" / "ci-artifacts" / "perturb-report"  # kept: CI keeps it as an artifact
+    shutil.rmtree(out, ignore_errors=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "evals", "-q", "-p", "no:cacheprovider", "--no-cache",
+         "--tasks", "arc_easy,mmlu_anatomy", "--perturb", "typos,lowercase", "--limit", "8",
+         "--model", f"hf:{tiny_model}", "--device", "cpu", "--data-dir", str(_arc_mmlu_mirror(tmp_path / "data")),
+         "--output-path", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "48 passed" in run.stdout  # (8 + 8 documents) x (as is, typos, lowercase)
+    doc = json.loads((out / "results.json").read_text())
+    page = (out / "report.html").read_text()
+    assert_self_contained(page)
+    # robustness: per task the metric as is, under each perturbation and the worst case, then its flipped documents
+    for task in ("arc_easy", "mmlu_anatomy"):
+        entry, robust = doc["results"][task], doc["robustness"][task]
+        assert robust["perturbations"] == ["typos", "lowercase"] and robust["metric"] == "acc,none"
+        table = re.search(rf"<h3>{task}: acc \(8 documents\)</h3>\s*<table.*?</table>\s*<ul>.*?</ul>", page, re.S)
+        assert table, f"no robustness table for {task}"
+        assert re.findall(r"<th>(.*?)</th>", table.group(0)) == ["as is", "typos", "lowercase", "worst case"]
+        keys = ["acc,none", "acc@typos,none", "acc@lowercase,none", "acc@robust,none"]
+        assert re.findall(r'<td class="num">(.*?)</td>', table.group(0)) == [f"{entry[k]:.4f}" for k in keys]
+        assert entry["acc@robust,none"] <= min(entry["acc,none"], entry["acc@typos,none"], entry["acc@lowercase,none"])
+        for name in ("typos", "lowercase"):
+            flips = robust["flipped"][name]
+            line = f"<li>{name}: {len(flips['to_wrong'])} right to wrong"
+            assert line in table.group(0)
+            assert all(doc_id in table.group(0) for doc_id in flips["to_wrong"] + flips["to_right"])
+        # the reliability diagram, its whole title drawn
+        ece = entry["ece_10_bin,none"]
+        chart = re.search(rf'<svg[^>]*width="(\d+)"[^>]*aria-label="{task}: reliability \(ECE-10 {ece:.4f}\)"', page)
+        assert chart and int(chart.group(1)) >= 7.5 * len(f"{task}: reliability (ECE-10 {ece:.4f})")
+        # latency: the time per request, and time to first token said not to apply to log-likelihoods
+        assert f'aria-label="{task}: time per request"' in page
+        row = re.search(rf"<tr><td>{task}</td>.*?</tr>", page, re.S).group(0)
+        assert '<td class="note" colspan="2">n/a (no generation)</td>' in row
+        assert doc["efficiency"][task]["computed_requests"] == doc["efficiency"][task]["requests"] > 0
+    assert "<th>Median s to first token</th>" in page and "the time to first token is a latency, not a share" in page
+
+    flags = [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'id="robustness"' in dom.stdout and 'id="calibration"' in dom.stdout and 'id="efficiency"' in dom.stdout
+    shot = out / "report.png"
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1280,3200", "--hide-scrollbars", f"--screenshot={shot}",
+         (out / "report.html").as_uri()],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert _png_size(shot) == (1280, 3200)
+    assert shot.stat().st_size > 50_000  # a page of tables and charts, not a blank one

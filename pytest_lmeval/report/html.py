@@ -38,6 +38,12 @@ def _svg_open(title: str, width: float, height: float) -> str:
     )
 
 
+def _title_width(title: str) -> float:
+    """About how wide a chart's bold 13px title draws: a small chart is made at least as wide,
+    so its title is not cut off ("mmlu_anatomy: reliability (ECE-10 0.2102)")."""
+    return 7.5 * len(title) + 8
+
+
 Bar = tuple[str, float, "float | None", "int | None"]  # name, value, stderr, documents
 
 
@@ -140,7 +146,8 @@ def reliability_chart(title: str, bins: list[Any]) -> str:
     total = sum(b.count for b in bins)
     x = lambda v: pad + v * side  # noqa: E731
     y = lambda v: top + (1 - v) * side  # noqa: E731
-    parts = [_svg_open(title, side + pad + 20, side + top + 34).replace('class="chart"', 'class="chart small"', 1)]
+    width = max(side + pad + 20, _title_width(title))
+    parts = [_svg_open(title, width, side + top + 34).replace('class="chart"', 'class="chart small"', 1)]
     parts.append(f'<rect class="frame" x="{pad}" y="{top}" width="{side}" height="{side}"/>')
     parts.append(f'<line class="zero" x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}"/>')
     for v in (0.0, 0.5, 1.0):
@@ -171,7 +178,8 @@ def latency_chart(title: str, seconds: list[float], bins: int = 12, axis: str = 
         counts[min(bins - 1, int(s / top * bins))] += 1
     w, h, pad, top_y = 260, 120, 34, 24
     most = max(counts)
-    parts = [_svg_open(title, w + pad + 20, h + top_y + 34).replace('class="chart"', 'class="chart small"', 1)]
+    width = max(w + pad + 20, _title_width(title))
+    parts = [_svg_open(title, width, h + top_y + 34).replace('class="chart"', 'class="chart small"', 1)]
     bar = w / bins
     for i, c in enumerate(counts):
         height = c / most * h
@@ -418,6 +426,7 @@ def render_report(state: Any, doc: dict[str, Any]) -> str:
         comparisons=state.comparisons,
         interval_charts=[Markup(c) for c in _interval_charts(state.comparisons, failed)],
         flipped=_flipped(state),
+        not_perturbed=doc.get("not_perturbed") or {},
         not_scored=doc.get("not_scored", []),
         partial=bool(doc.get("partial")),
         scored=sum(1 for r in state.records if "error" not in r),
