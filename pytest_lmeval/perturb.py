@@ -9,6 +9,12 @@ stay as they are, so a perturbation never changes the right answer. The edits ar
 worker) makes the same prompt. A perturbed prompt is an ordinary request: cached and batched
 like any other.
 
+A multiple-input document (Winogrande: one context per option, one continuation) keeps its
+options word for word, wherever they appear; the text around them is perturbed once, so each
+option's context and the shared continuation carry the same edits. A perplexity task
+(loglikelihood_rolling) is not perturbed: its text is what is measured. The run names such
+tasks and why (`not_perturbed`, report/summary.py).
+
 Robustness (HELM's invariance set):
 - `typos`: each letter, with probability 0.1, becomes a neighbouring key of a QWERTY keyboard
   (case kept): character-level edits like a typist's.
