@@ -140,7 +140,8 @@ def summary(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     if seconds:
         out["seconds_per_request"] = _stats(seconds)
     out.update(_first_token(recs))
-    if all("input_tokens" in r for r in recs if r["seconds"]):
+    computed = [r for r in recs if r["cached_requests"] < len(r["request_seconds"])]
+    if computed and all("input_tokens" in r for r in computed):  # all from the cache: no tokens counted
         tokens_in = sum(r.get("input_tokens", 0) for r in recs)
         tokens_out = sum(r.get("generated_tokens", 0) for r in recs)
         out["input_tokens"] = tokens_in

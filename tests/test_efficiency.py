@@ -100,7 +100,9 @@ def test_time_to_first_token_travels_per_request_and_is_summarised_per_task() ->
     assert efficiency.summary([{"efficiency": efficiency.of_document([g1], untold)}])["first_token_note"] == (
         "not reported by this backend"
     )
-    assert efficiency.summary([{"efficiency": cached}])["first_token_note"].startswith("no generation request computed")
+    all_cached = efficiency.summary([{"efficiency": cached}])
+    assert all_cached["first_token_note"].startswith("no generation request computed")
+    assert "input_tokens" not in all_cached  # nothing computed: no tokens counted (not a zero)
     loglikelihood_only = efficiency.summary([{"efficiency": efficiency.of_document([], {})}])
     assert "first_token_seconds" not in loglikelihood_only  # not a generation task: nothing to say
 
