@@ -211,7 +211,7 @@ def perturb_text(name: str, text: str, rng: random.Random) -> str:
 # output types whose documents are not perturbed, and why (printed once and kept in results.json)
 NOT_PERTURBED = {
     "loglikelihood_rolling": (
-        "loglikelihood_rolling scores the document's own text (its perplexity): perturbing it would change "
+        "loglikelihood_rolling scores the document's own text, its perplexity; perturbing it would change "
         "what is measured, not the prompt"
     ),
 }
