@@ -45,14 +45,13 @@ def _backend(folder: Path, batch_size: int | str, **args: Any) -> HFBackend:
     return HFBackend(ModelSpec("hf", str(folder), args), device="cpu", batch_size=batch_size)
 
 
-@pytest.fixture(scope="module")
-def direct(tiny_model: Path) -> list[tuple[float, bool]]:
+def _direct(folder: Path, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
     """(sum of continuation log-probs, every continuation token greedy) per pair, computed
     with transformers alone, one unpadded sequence at a time."""
-    tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
-    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     out = []
-    for ctx, cont in PAIRS:
+    for ctx, cont in pairs:
         if ctx:
             ctx_ids = tok(ctx)["input_ids"]
             whole = tok(ctx + cont)["input_ids"]
@@ -69,13 +68,18 @@ def direct(tiny_model: Path) -> list[tuple[float, bool]]:
     return out
 
 
+@pytest.fixture(scope="module")
+def direct(tiny_model: Path) -> list[tuple[float, bool]]:
+    return _direct(tiny_model, PAIRS)
+
+
 def _score(backend: HFBackend) -> list[tuple[float, bool]]:
     return backend.loglikelihood(_requests(PAIRS), lambda n: None)
 
 
-def _close(got: list[tuple[float, bool]], want: list[tuple[float, bool]], tol: float = 1e-5) -> None:
+def _close(got: list[tuple[float, bool]], want: list[tuple[float, bool]], tol: float = 1e-5, pairs=PAIRS) -> None:
     assert len(got) == len(want)
-    for (ll, greedy), (ll_want, greedy_want), pair in zip(got, want, PAIRS[: len(got)], strict=True):
+    for (ll, greedy), (ll_want, greedy_want), pair in zip(got, want, pairs[: len(got)], strict=True):
         assert abs(ll - ll_want) < tol, (pair, ll, ll_want)
         assert greedy == greedy_want, pair
 
@@ -105,6 +109,33 @@ def _count_rows(model: torch.nn.Module) -> list[int]:
 
     model.register_forward_pre_hook(hook, with_kwargs=True)
     return rows
+
+
+# Four questions of different lengths under one few-shot block, three multi-token choices each:
+# the block is one prefix, each question's text another under it.
+NESTED = [
+    (FEWSHOT + f"Question: {q}\nAnswer:", c)
+    for q in (
+        "Which gas do plants take in from the air to make their food?",
+        "What is the quick brown fox said to jump over in the old typing exercise?",
+        "Name the star at the centre of the solar system, the one the Earth goes around?",
+        "Where does water go when a puddle dries in the sun on a warm summer day?",
+    )
+    for c in (" carbon dioxide and water", " the lazy dog again", " the sun, of course")
+]
+
+
+def test_sibling_prefixes_run_together_and_score_as_direct_transformers(tiny_model: Path) -> None:
+    backend = _backend(tiny_model, "auto")
+    rows = _count_rows(backend.model)
+    got = backend.loglikelihood(_requests(NESTED), lambda n: None)
+    _close(got, _direct(tiny_model, NESTED), pairs=NESTED)
+    # the few-shot block once, the four questions' texts together (different lengths, padded),
+    # then the twelve choices together, each on its own question's cached prefix
+    assert rows == [1, 4, 12]
+    plain = _backend(tiny_model, "auto", prefix_reuse=False)
+    _close(plain.loglikelihood(_requests(NESTED), lambda n: None), got, pairs=NESTED)
+    assert backend.scorer.forward_tokens < plain.scorer.forward_tokens
 
 
 def test_single_token_choices_share_one_forward_row(tiny_model: Path, direct) -> None:

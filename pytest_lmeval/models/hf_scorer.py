@@ -133,7 +133,7 @@ class Scorer:
                 root = plan(short, first_scored, MIN_SAVED.get(self.device.type, MIN_SAVED["cuda"]))
                 self._run_node(root, None, rows, pairs, results, on_done)
         if plain:
-            self._run_leaves(plain, 0, None, rows, pairs, results, on_done)
+            self._run_leaves([(row, 0) for row in plain], None, rows, pairs, results, on_done)
         return results  # type: ignore[return-value]
 
     # -- internals ----------------------------------------------------------------------------
@@ -148,37 +148,68 @@ class Scorer:
             return False
         return not getattr(text, "sliding_window", None) or getattr(text, "use_sliding_window", True) is False
 
+    def _run_node(self, node: Node, parent: Past | None, rows, pairs, results, on_done) -> None:
+        """Score everything under `node`; `parent` caches its rows' tokens [0, node.start)."""
+        past = self._extend(parent, [node]) if node.end > node.start else parent
+        if node.leaves:
+            self._run_leaves([(row, 0) for row in node.leaves], past, rows, pairs, results, on_done)
+        self._run_children(node, past, rows, pairs, results, on_done)
+
+    def _run_children(self, node: Node, past: Past | None, rows, pairs, results, on_done) -> None:
+        """Score everything under `node`'s children; `past` caches [0, node.end). Sibling
+        prefixes (one per question, or one few-shot block per subject) run together in
+        token-budget batches, and so do all their leaves: one row of a few tokens per forward
+        pass is several times slower per token than a batch on a CPU."""
+        children = sorted(node.children, key=lambda c: (-c.end, _first_row(c)))
+        widths = [c.end for c in children]
+        start = 0
+        while start < len(children):
+            group = children[start : start + self.budget.take(widths, start)]
+            try:
+                batch_past = self._extend(past, group)
+                leaves = [(row, k) for k, child in enumerate(group) for row in child.leaves]
+                self._run_leaves(leaves, batch_past, rows, pairs, results, on_done)
+            except Exception as exc:
+                if not (is_oom(exc) and self.budget.shrink(len(group))):
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue  # the same prefixes again, fewer at a time (leaves already scored are kept)
+            for k, child in enumerate(group):
+                if child.children:
+                    self._run_children(child, batch_past.row(k), rows, pairs, results, on_done)
+            start += len(group)
+
     @torch.no_grad()
-    def _extend_cache(self, parent: list[tuple[torch.Tensor, torch.Tensor]] | None, tokens: Row):
+    def _extend(self, parent: Past | None, nodes: list[Node]) -> Past:
+        """Run the nodes' own tokens (one row each, right-padded) on top of the parent's cache
+        and keep the cache: row k holds node k's prefix [0, node.end)."""
         from transformers import DynamicCache
 
-        past = DynamicCache(ddp_cache_data=parent) if parent else DynamicCache()
-        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        width = max(n.end - n.start for n in nodes)
+        ids = torch.zeros((len(nodes), width), dtype=torch.long)
+        for k, node in enumerate(nodes):
+            ids[k, : node.end - node.start] = torch.tensor(_first_row(node)[node.start : node.end], dtype=torch.long)
+        past = DynamicCache(ddp_cache_data=parent.expanded(len(nodes))) if parent else DynamicCache()
         keep = {"logits_to_keep": 1} if self._keep_supported else {}
-        out = self.model(ids, use_cache=True, **{self._cache_arg: past}, **keep)
-        self.forward_tokens += len(tokens)
+        out = self.model(ids.to(self.device), use_cache=True, **{self._cache_arg: past}, **keep)
+        self.forward_tokens += len(nodes) * width
         cache = returned_cache(out)
-        return [(layer.keys, layer.values) for layer in cache.layers]
+        return Past([(layer.keys, layer.values) for layer in cache.layers], [n.end for n in nodes])
 
-    def _run_node(self, node: Node, parent, rows, pairs, results, on_done) -> None:
-        cache = parent
-        if node.end > node.start:
-            sample = node.leaves[0] if node.leaves else _first_row(node)
-            cache = self._extend_cache(parent, sample[node.start : node.end])
-        if node.leaves:
-            self._run_leaves(node.leaves, node.end, cache, rows, pairs, results, on_done)
-        for child in node.children:
-            self._run_node(child, cache, rows, pairs, results, on_done)
-
-    def _run_leaves(self, leaves: list[Row], offset: int, cache, rows, pairs, results, on_done) -> None:
-        order = sorted(leaves, key=lambda r: (-len(r), r))
-        widths = [len(r) for r in order]  # a row's cost includes its cached prefix
+    def _run_leaves(self, leaves: list[tuple[Row, int]], past: Past | None, rows, pairs, results, on_done) -> None:
+        """Score rows, each on top of row `k` of `past` (its cached prefix) when there is one."""
+        # Longest first by the tokens each row runs (past its own prefix), so a batch pads
+        # little; a row's cost includes the cached width it attends to.
+        own = {leaf: len(leaf[0]) - (past.lengths[leaf[1]] if past else 0) for leaf in leaves}
+        order = sorted(leaves, key=lambda leaf: (-own[leaf], leaf[0]))
+        widths = [own[leaf] + (past.width if past else 0) for leaf in order]
         start = 0
         while start < len(order):
             n = self.budget.take(widths, start)
             batch = order[start : start + n]
             try:
-                self._score_batch(batch, offset, cache, rows, pairs, results)
+                self._score_batch(batch, past, rows, pairs, results)
             except Exception as exc:
                 if not (is_oom(exc) and self.budget.shrink(len(batch))):
                     raise
@@ -187,26 +218,38 @@ class Scorer:
                 continue  # the same rows again, in a smaller batch
             self.budget.succeeded()
             start += len(batch)
-            on_done([i for row in batch for i in rows[row]])
+            on_done([i for row, _ in batch for i in rows[row]])
 
     @torch.no_grad()
-    def _score_batch(self, batch: list[Row], offset: int, cache, rows, pairs, results) -> None:
+    def _score_batch(self, batch: list[tuple[Row, int]], past: Past | None, rows, pairs, results) -> None:
         from transformers import DynamicCache
 
-        width = len(batch[0]) - offset
+        offsets = [past.lengths[k] if past else 0 for _, k in batch]
+        width = max(len(row) - off for (row, _), off in zip(batch, offsets, strict=True))
         ids = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, row in enumerate(batch):
-            ids[r, : len(row) - offset] = torch.tensor(row[offset:], dtype=torch.long)
+        for r, ((row, _), off) in enumerate(zip(batch, offsets, strict=True)):
+            ids[r, : len(row) - off] = torch.tensor(row[off:], dtype=torch.long)
         # Only the positions that predict continuation tokens are needed: keep that tail.
-        first = min(len(row) - offset - max(len(pairs[i].continuation) for i in rows[row]) for row in batch)
+        first = min(
+            len(row) - off - max(len(pairs[i].continuation) for i in rows[row])
+            for (row, _), off in zip(batch, offsets, strict=True)
+        )
         keep = width - max(first, 0)
         kwargs: dict = {}
-        if cache is not None:
-            b = len(batch)
-            kwargs[self._cache_arg] = DynamicCache(
-                ddp_cache_data=[(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in cache]
-            )
+        if past is not None:
+            kwargs[self._cache_arg] = DynamicCache(ddp_cache_data=past.gathered([k for _, k in batch], self.device))
             kwargs["use_cache"] = True
+            cached = past.width
+            if any(off != cached for off in offsets):
+                # Prefixes of different lengths: each row sees its own prefix and continues
+                # from its length (the padding after a shorter prefix is masked out).
+                mask = torch.ones((len(batch), cached + width), dtype=torch.long)
+                for r, off in enumerate(offsets):
+                    mask[r, off:cached] = 0
+                kwargs["attention_mask"] = mask.to(self.device)
+                kwargs["position_ids"] = (
+                    torch.tensor(offsets, dtype=torch.long).unsqueeze(1) + torch.arange(width).unsqueeze(0)
+                ).to(self.device)
         if keep < width and self._keep_supported:
             kwargs["logits_to_keep"] = keep
         try:
@@ -219,15 +262,43 @@ class Scorer:
             logits = self.model(ids.to(self.device), **kwargs).logits
         self.forward_tokens += len(batch) * width
         shift = width - logits.shape[1]
-        for r, row in enumerate(batch):
+        for r, ((row, _), off) in enumerate(zip(batch, offsets, strict=True)):
             for i in rows[row]:
                 cont = pairs[i].continuation
                 n = len(cont)
-                lo = len(row) - offset - n - shift
+                lo = len(row) - off - n - shift
                 logprobs = F.log_softmax(logits[r, lo : lo + n], dim=-1, dtype=self.softmax_dtype)
                 target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
                 greedy = bool((logprobs.argmax(dim=-1) == target).all())
                 results[i] = (float(logprobs.gather(-1, target.unsqueeze(-1)).sum()), greedy)
+
+
+@dataclass
+class Past:
+    """A KV cache of several rows: layer (keys, values) of shape [rows, heads, width, dim]; row
+    k's first `lengths[k]` positions are its prefix, the rest padding."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    lengths: list[int]
+
+    @property
+    def width(self) -> int:
+        return self.layers[0][0].shape[2]
+
+    def row(self, k: int) -> Past:
+        n = self.lengths[k]
+        return Past([(key[k : k + 1, :, :n], value[k : k + 1, :, :n]) for key, value in self.layers], [n])
+
+    def expanded(self, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A one-row cache seen as `rows` rows (no copy)."""
+        return [(key.expand(rows, -1, -1, -1), value.expand(rows, -1, -1, -1)) for key, value in self.layers]
+
+    def gathered(self, ks: list[int], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Row ks[r] as row r."""
+        if len(self.lengths) == 1:
+            return self.expanded(len(ks))
+        index = torch.tensor(ks, dtype=torch.long, device=device)
+        return [(key.index_select(0, index), value.index_select(0, index)) for key, value in self.layers]
 
 
 def _first_row(node: Node) -> Row:
