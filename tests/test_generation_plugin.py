@@ -310,7 +310,7 @@ def test_lm_eval_catalogue_task_by_name(pytester: pytest.Pytester) -> None:
     ("extra", "message"),
     [
         ("doc_to_image: img\n", "image inputs (doc_to_image) are not supported by pytest-lmeval"),
-        ("class: !function helpers.MyTask\n", "is a Python task class (!function helpers.MyTask), which pytest-lmeval"),
+        ("doc_to_audio: clip\n", "audio inputs (doc_to_audio) are not supported by pytest-lmeval"),
         ("unsafe_code: true\n", "executes model-written code (unsafe_code: true)"),
         ("metric_list:\n  - metric: bleu\n    aggregation: geometric\n", "aggregation 'geometric' is not supported"),
         (
