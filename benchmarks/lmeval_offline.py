@@ -26,10 +26,13 @@ the reference harness; it is never data.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,9 +83,30 @@ def mirror_folder(data_dir: Path, path: str | None, name: str | None) -> Path | 
 
 
 def load_from_mirror(folder: Path) -> _MirrorDict:
-    """Every <split>.jsonl of a mirror folder as one DatasetDict."""
+    """Every <split>.jsonl of a mirror folder as one DatasetDict, backed by Arrow files on disk
+    as the hub's data sets are (see _on_disk)."""
     files = sorted(folder.glob("*.jsonl"))
-    return _MirrorDict({file.stem: datasets.Dataset.from_list(read_jsonl(file)) for file in files})
+    return _MirrorDict({file.stem: _on_disk(file) for file in files})
+
+
+def _on_disk(file: Path) -> datasets.Dataset:
+    """The file's rows as a data set saved to (and read back from) Arrow files: lm-eval reads the
+    hub's data sets from Arrow files, and `Dataset.map` caches its results beside them, so a
+    `process_docs` helper that calls Python's global random generator (GPQA's choice shuffle)
+    gives lm-eval the result of its first call every time the task's documents are processed
+    again. An in-memory data set would be shuffled anew on each call."""
+    stat = file.stat()
+    key = hashlib.sha256(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+    where = Path(tempfile.gettempdir()) / "lmeval-reference-arrow" / f"{file.stem}-{key}"
+    if not (where / "state.json").is_file():
+        where.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=where.name + ".", dir=where.parent))
+        datasets.Dataset.from_list(read_jsonl(file)).save_to_disk(str(tmp))
+        try:
+            tmp.rename(where)
+        except OSError:  # another process saved it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(where))
 
 
 def install_mirror(data_dir: Path | str) -> None:
