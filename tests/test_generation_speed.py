@@ -45,6 +45,9 @@ def test_generation_prefixes_group_prompts_by_their_shared_block() -> None:
     assert [n for n, _ in got] == [40, 40, 0, 40]  # one token short of the shortest: 41 - 1
     assert got[0][1] == got[1][1] == got[3][1] != got[2][1]
     assert [n for n, _ in generation_prefixes(rows[:2], min_saved=1000)] == [0, 0]  # saves too little
+    # a block every prompt shares splits no batch: the lower threshold applies to it alone
+    assert [n for n, _ in generation_prefixes(rows[:2], min_saved=1000, min_saved_whole=32)] == [40, 40]
+    assert [n for n, _ in generation_prefixes(rows, min_saved=1000, min_saved_whole=32)] == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("reuse", [True, False])

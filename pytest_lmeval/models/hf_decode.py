@@ -142,6 +142,7 @@ class Decoder:
         budget_bytes: int,
         prefix_reuse: bool,
         min_saved: int,
+        min_saved_whole: int | None = None,
     ) -> None:
         self.model = model
         self.tok = tokenizer
@@ -153,6 +154,7 @@ class Decoder:
         self.per_token = kv_bytes_per_token(model)
         self.prefix_reuse = prefix_reuse
         self.min_saved = min_saved
+        self.min_saved_whole = min_saved_whole  # for a prefix every prompt shares
         self.device = next(model.parameters()).device
         self.cache_arg = cache_argument(model)
         self.keep_supported = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -171,7 +173,7 @@ class Decoder:
     def run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
         """The generated token ids of each prompt."""
         prefixes = (
-            generation_prefixes([tuple(p) for p in prompts], self.min_saved)
+            generation_prefixes([tuple(p) for p in prompts], self.min_saved, min_saved_whole=self.min_saved_whole)
             if self.prefix_reuse
             else [(0, i) for i in range(len(prompts))]
         )

@@ -142,7 +142,8 @@ def _max_rows(backend: HFBackend) -> int:
 # prefix in one pass) and a join into the running cache: worth it for a few-shot block shared
 # by a task's documents (gsm8k_cot: 8 fixed examples, ~800 tokens), not for the first example
 # that two documents of a randomly sampled 5-shot happen to share (measured on gsm8k, SmolLM2
-# on a CPU: prefilling in three groups took 7.5 s against 6.0 s in one padded batch).
+# on a CPU: prefilling in three groups took 7.5 s against 6.0 s in one padded batch). A prefix
+# that every prompt of the job shares splits nothing, so the scorer's threshold is enough.
 GEN_MIN_SAVED = 1024  # tokens of prefill saved, (rows - 1) x prefix
 
 _PROCESSORS_OFF = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None}
@@ -182,6 +183,7 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
             budget_bytes=budget,
             prefix_reuse=backend.scorer.prefix_reuse,
             min_saved=max(GEN_MIN_SAVED, MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"])),
+            min_saved_whole=MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"]),
         )
         try:
             generated = decoder.run(prompts, advance)

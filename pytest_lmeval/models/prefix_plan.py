@@ -74,13 +74,16 @@ def _build(rows: list[Row], start: int, first_scored: dict[Row, int], min_shared
     return node
 
 
-def generation_prefixes(rows: list[Row], min_saved: int, min_shared: int = MIN_SHARED) -> list[tuple[int, int]]:
+def generation_prefixes(
+    rows: list[Row], min_saved: int, min_shared: int = MIN_SHARED, min_saved_whole: int | None = None
+) -> list[tuple[int, int]]:
     """(prefix length, group) for each generation prompt: prompts sorted as token tuples fall
     into groups whose common prefix is at least `min_shared` tokens (a task's few-shot block);
     a group's prefix is run once and seeds all its rows. It stops one token short of the
     shortest prompt of the group (that token's logits give the first generated token). Groups
-    saving less than `min_saved` tokens, (rows - 1) x prefix, get prefix 0. Every group has its
-    own number, even a lone prompt."""
+    saving less than `min_saved` tokens, (rows - 1) x prefix, get prefix 0; a group holding
+    every prompt needs only `min_saved_whole` (it keeps no other rows out of its passes). Every
+    group has its own number, even a lone prompt."""
     order = sorted(range(len(rows)), key=lambda i: rows[i])
     out: list[tuple[int, int]] = [(0, 0)] * len(rows)
     group = 0
@@ -93,7 +96,8 @@ def generation_prefixes(rows: list[Row], min_saved: int, min_shared: int = MIN_S
         members = order[start:end]
         shortest = min(len(rows[i]) for i in members)
         shared = _lcp(first, rows[order[end - 1]], shortest - 1) if len(members) > 1 else 0
-        if (len(members) - 1) * shared < min_saved or shared < min_shared:
+        needed = min_saved_whole if min_saved_whole is not None and len(members) == len(rows) else min_saved
+        if (len(members) - 1) * shared < needed or shared < min_shared:
             shared = 0
         for i in members:
             out[i] = (shared, group)
