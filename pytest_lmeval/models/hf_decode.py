@@ -108,6 +108,30 @@ def _buffered_layer_class():
 
 _BUFFERED: list[type] = []
 
+# The output projection of a decoding step has one row per running sequence. On a CPU the BLAS
+# takes two or three rows several times slower than four (MKL, SmolLM2's 49152 x 576 head, one
+# thread: 1 row 11.7 ms, 2 rows 28.2, 3 rows 43.3, 4 rows 20.0), so such a product gets blank
+# rows up to four, cut off again after it.
+_SMALL_PRODUCTS = (2, 3)
+_PADDED_ROWS = 4
+
+
+def _pad_small_products(head: torch.nn.Module) -> list[Any]:
+    padded: list[int] = []
+
+    def before(_module: Any, args: tuple) -> tuple | None:
+        x = args[0]
+        rows = x.shape[0]
+        if x.dim() < 2 or x[..., 0].numel() != rows or rows not in _SMALL_PRODUCTS:
+            return None
+        padded.append(rows)
+        return (torch.cat([x, x.new_zeros((_PADDED_ROWS - rows, *x.shape[1:]))]), *args[1:])
+
+    def after(_module: Any, _args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        return out[: padded.pop()] if padded else None
+
+    return [head.register_forward_pre_hook(before), head.register_forward_hook(after)]
+
 
 def _buffered(keys: torch.Tensor, values: torch.Tensor, room: int):
     if not _BUFFERED:
@@ -172,6 +196,15 @@ class Decoder:
     @torch.no_grad()
     def run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
         """The generated token ids of each prompt."""
+        head = self.model.get_output_embeddings() if self.device.type == "cpu" else None
+        hooks = [] if head is None else _pad_small_products(head)
+        try:
+            return self._run(prompts, progress)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    def _run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
         prefixes = (
             generation_prefixes([tuple(p) for p in prompts], self.min_saved, min_saved_whole=self.min_saved_whole)
             if self.prefix_reuse
