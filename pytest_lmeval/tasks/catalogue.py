@@ -9,6 +9,7 @@ parsing only those that mention it (and the files that include a fragment mentio
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +80,8 @@ def _includes(path: Path, text: str) -> list[Path]:
                 names.append(item.group(1))
         for name in names:
             name = name.strip().strip("'\"")
-            if name:
-                out.append((path.parent / name).resolve())
+            if name:  # the catalogue's paths are resolved already: normalising is enough (and cheap)
+                out.append(Path(os.path.normpath(path.parent / name)))
     return out
 
 
@@ -95,14 +96,15 @@ class Catalogue:
     def _all(self) -> dict[Path, str]:
         if self._texts is None:
             texts: dict[Path, str] = {}
-            for path in sorted(self.root.resolve().rglob("*"), key=lambda p: p.as_posix()):
-                if _SKIP_DIRS & set(path.parts) or not path.is_file():
+            found = []
+            for folder, dirs, files in os.walk(self.root.resolve()):
+                dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+                found += [Path(folder, f) for f in files if f.endswith((".yaml", ".yml", "_yaml"))]
+            for path in sorted(found, key=lambda p: p.as_posix()):
+                try:
+                    texts[path] = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
                     continue
-                if path.suffix in (".yaml", ".yml") or path.name.endswith("_yaml"):
-                    try:
-                        texts[path] = path.read_text(encoding="utf-8")
-                    except (OSError, UnicodeDecodeError):
-                        continue
             todo = list(texts.items())
             while todo:  # includes may name files without a YAML suffix ("afrimmlu_direct")
                 path, text = todo.pop()
