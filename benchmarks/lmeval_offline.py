@@ -94,10 +94,12 @@ def _on_disk(file: Path) -> datasets.Dataset:
     hub's data sets from Arrow files, and `Dataset.map` caches its results beside them, so a
     `process_docs` helper that calls Python's global random generator (GPQA's choice shuffle)
     gives lm-eval the result of its first call every time the task's documents are processed
-    again. An in-memory data set would be shuffled anew on each call."""
+    again. An in-memory data set would be shuffled anew on each call. The files live under
+    $LMEVAL_REFERENCE_ARROW (a fresh folder is a fresh datasets cache), else the temp folder."""
     stat = file.stat()
     key = hashlib.sha256(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:24]
-    where = Path(tempfile.gettempdir()) / "lmeval-reference-arrow" / f"{file.stem}-{key}"
+    root = os.environ.get("LMEVAL_REFERENCE_ARROW") or Path(tempfile.gettempdir()) / "lmeval-reference-arrow"
+    where = Path(root) / f"{file.stem}-{key}"
     if not (where / "state.json").is_file():
         where.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=where.name + ".", dir=where.parent))

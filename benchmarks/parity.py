@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -53,10 +54,10 @@ JOBS: list[tuple[str, int, int]] = [
     ("leaderboard_bbh_date_understanding", 3, 4),
     ("leaderboard_musr_team_allocation", 0, 3),
     ("leaderboard_mmlu_pro", 5, 4),
-    # One GPQA subset: lm-eval's group run continues Python's global generator from one subset's
-    # choice shuffle to the next, and Dataset.map keeps the first shuffle it ever cached, so its
-    # later subsets depend on its datasets cache's history; a single subset is reproducible.
-    ("leaderboard_gpqa_main", 0, 3),
+    # GPQA's three subsets in one run: lm-eval's global generator goes on from one subset's
+    # choice shuffle to the next. The reference reads the data as on a machine that never ran
+    # it (a fresh datasets cache, see main), since Dataset.map keeps the first shuffle it cached.
+    ("leaderboard_gpqa", 0, 3),
 ]
 # Generation jobs whose answers are long: both tools stop at the same shorter length.
 GEN_KWARGS = {"leaderboard_ifeval": "max_gen_toks=48", "leaderboard_math_algebra_hard": "max_gen_toks=48"}
@@ -165,6 +166,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--fixtures", action="store_true", help="merge tests/data/mirror into the data mirror")
     args = parser.parse_args()
+    os.environ["LMEVAL_REFERENCE_ARROW"] = tempfile.mkdtemp(prefix="parity-arrow-")  # a fresh datasets cache
     if args.fixtures:
         sys.path.insert(0, str(ROOT / "tests"))
         from mirror import FIXTURES

@@ -20,6 +20,7 @@ from .task_settings import check_subsets, configured, in_subsets, styled
 from .tasks import DocRequests, GroupConfig, Registry, Task, TaskConfig
 from .tasks.class_tasks import task_for
 from .tasks.prompts import PromptStyle
+from .tasks.yaml_loader import reset_run_random
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class LmevalState:
     # -- selection and data -------------------------------------------------------------------
     def prepare(self, args: list[str]) -> None:
         """Resolve which tasks run and load their documents, before collection."""
+        reset_run_random()  # process_docs helpers see the global generator as one lm-eval run does
         registry = self.registry
         if self.tasks_only:
             args = []  # the testpaths or the current folder were not asked for

@@ -26,6 +26,7 @@ from mirror import LibraryTasks, merged_mirror  # noqa: E402
 from pytest_lmeval.report import leaderboard  # noqa: E402
 from pytest_lmeval.scoring import score  # noqa: E402
 from pytest_lmeval.tasks import Task  # noqa: E402
+from pytest_lmeval.tasks.yaml_loader import reset_run_random  # noqa: E402
 
 pytest.importorskip("lm_eval")
 
@@ -103,8 +104,8 @@ def _args(req) -> tuple:
 
 
 @pytest.mark.parametrize(("name", "folder"), CASES)
-def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror) -> None:
-    random.seed(0)  # GPQA's process_docs shuffles the choices with the global generator, as lm-eval seeds it
+def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror, fresh_reference_cache) -> None:
+    reset_run_random()  # GPQA's process_docs shuffles the choices with the global generator, as lm-eval seeds it
     task = Task(library.tasks[name], data_dir=mirror)
     ours_requests, ours = {}, {}
     for doc_id in range(len(task.docs)):
@@ -150,12 +151,49 @@ def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror) -> No
         assert 0 < sum(map(float, ours[next(iter(ours))])) < len(task.docs)
 
 
+@pytest.fixture
+def fresh_reference_cache(tmp_path, monkeypatch) -> None:
+    """lm-eval's datasets cache as on a machine that never ran it (see lmeval_offline._on_disk)."""
+    monkeypatch.setenv("LMEVAL_REFERENCE_ARROW", str(tmp_path / "arrow"))
+
+
+def _prompts(task) -> list[str]:
+    return [task.build(i).requests[0].args[0] for i in range(len(task.docs))]
+
+
+def test_gpqa_group_shuffles_as_one_lm_eval_run(library, mirror, fresh_reference_cache) -> None:
+    """In one run lm-eval's global generator goes on from one GPQA subset's shuffle to the
+    next (seeded 0 once, subsets in the group's order): each subset's choices equal its."""
+    subsets = ["leaderboard_gpqa_diamond", "leaderboard_gpqa_extended", "leaderboard_gpqa_main"]
+    reset_run_random()
+    ours = {name: _prompts(Task(library.tasks[name], data_dir=mirror)) for name in subsets}
+    with lmeval_mirror(mirror):
+        random.seed(0)
+        from lm_eval.tasks import TaskManager
+
+        manager = TaskManager(include_path=[str(lm_eval_tasks_dir() / "leaderboard/gpqa")], include_defaults=False)
+        loaded = manager.load(["leaderboard_gpqa"])["tasks"]
+        theirs = {}
+        for name in subsets:
+            loaded[name].build_all_requests(limit=None)
+            insts = sorted(loaded[name].instances, key=lambda i: (i.doc_id, i.idx))
+            theirs[name] = [i.args[0] for i in insts if i.idx == 0]
+    assert ours == theirs
+    alone = {}
+    for name in subsets:  # each subset alone is its own run: its shuffle starts from seed 0
+        reset_run_random()
+        alone[name] = _prompts(Task(library.tasks[name], data_dir=mirror))
+    assert alone["leaderboard_gpqa_diamond"] == ours["leaderboard_gpqa_diamond"]
+    assert alone["leaderboard_gpqa_extended"] != ours["leaderboard_gpqa_extended"]
+
+
 def test_gpqa_shuffles_the_same_in_every_run(library, mirror) -> None:
     """GPQA's process_docs shuffles choices with Python's global generator: seeded as lm-eval
     seeds it, whatever state the generator was left in (a run, a rerun, each xdist worker)."""
     prompts = []
     for seed in (1, 2):
         random.seed(seed)
+        reset_run_random()
         task = Task(library.tasks["leaderboard_gpqa_main"], data_dir=mirror)
         prompts.append([task.build(i).requests[0].args[0] for i in range(len(task.docs))])
     assert prompts[0] == prompts[1]

@@ -57,16 +57,45 @@ def _prepare_helper_data(module_path: Path) -> None:
         ensure_punkt_tab()
 
 
-def _seeded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A process_docs helper run with Python's global random generator seeded 0, as lm-eval's
-    simple_evaluate seeds it, then restored: GPQA's shuffles its choices with it, and unseeded
-    they would differ from run to run and between xdist workers."""
-    state = random.getstate()
-    random.seed(0)
+# Python's global random generator as one lm-eval run advances it: simple_evaluate seeds it 0,
+# then each task's process_docs runs as the task loads (in --tasks order, a group's members in
+# its order), and a helper that draws from it (GPQA's choice shuffle) continues where the last
+# one stopped. Dataset.map caches each result beside the data's Arrow files, so a split processed
+# again (the few-shot pool, the evaluated documents) is the first result, not a new shuffle.
+_RUN_STATE: list[Any] = []  # the generator's state after the last helper that drew from it
+_FIRST_RESULT: dict[tuple[str, str], Any] = {}  # (helper, data set fingerprint) -> what it gave
+
+
+def reset_run_random() -> None:
+    """Start a run's generator afresh (each pytest session does, as each lm-eval run does)."""
+    _RUN_STATE.clear()
+    _FIRST_RESULT.clear()
+
+
+def _seeded(fn: Callable[..., Any], dataset: Any, *args: Any, **kwargs: Any) -> Any:
+    """A process_docs helper run on the run's generator (see _RUN_STATE), the caller's own global
+    random state restored after: unseeded, GPQA's choices would differ from run to run and
+    between xdist workers."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    key = (f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}", str(fingerprint))
+    if fingerprint is not None and key in _FIRST_RESULT:
+        return _FIRST_RESULT[key]
+    outer = random.getstate()
+    if _RUN_STATE:
+        random.setstate(_RUN_STATE[0])
+    else:
+        random.seed(0)
+    before = random.getstate()
     try:
-        return fn(*args, **kwargs)
+        out = fn(dataset, *args, **kwargs)
+        after = random.getstate()
+        if after != before:  # it drew from the generator: later calls continue from here
+            _RUN_STATE[:] = [after]
+            if fingerprint is not None:
+                _FIRST_RESULT[key] = out
+        return out
     finally:
-        random.setstate(state)
+        random.setstate(outer)
 
 
 class FunctionRef:
