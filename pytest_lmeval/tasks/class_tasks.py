@@ -183,17 +183,21 @@ def _without_remote_code(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def custom_dataset_source(cfg: TaskConfig, where: str) -> CustomDataset:
-    """lm-eval's call: `custom_dataset(**metadata, **dataset_kwargs)`, the metadata with the
-    config's source as lm-eval's TaskFactory adds it."""
-    if not callable(cfg.custom_dataset):
-        raise LmevalError(f"{where}: custom_dataset must be a !function loader, got {cfg.custom_dataset!r}")
-    metadata = {**(cfg.metadata or {}), "config_source": str(cfg.source)}
-    kwargs = _without_remote_code(dict(cfg.dataset_kwargs or {}))
+def _custom_dataset(loader: Any, metadata: Mapping[str, Any], dataset_kwargs: Any, where: str) -> CustomDataset:
+    """lm-eval's call: `custom_dataset(**metadata, **dataset_kwargs)`."""
+    if not callable(loader):
+        raise LmevalError(f"{where}: custom_dataset must be a !function loader, got {loader!r}")
+    kwargs = _without_remote_code(dict(dataset_kwargs or {}))
     both = set(metadata) & set(kwargs)
     if both:
         raise LmevalError(f"{where}: custom_dataset gets {sorted(both)} from both metadata and dataset_kwargs")
-    return CustomDataset(cfg.custom_dataset, {**metadata, **kwargs})
+    return CustomDataset(loader, {**metadata, **kwargs})
+
+
+def custom_dataset_source(cfg: TaskConfig, where: str) -> CustomDataset:
+    """A YAML task's loader, the metadata with the config's source as lm-eval's TaskFactory adds it."""
+    metadata = {**(cfg.metadata or {}), "config_source": str(cfg.source)}
+    return _custom_dataset(cfg.custom_dataset, metadata, cfg.dataset_kwargs, where)
 
 
 # -- running a class --------------------------------------------------------------------------
@@ -257,9 +261,6 @@ class ClassOutput(OutputType):
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
         return {}, results[0] if results else None
 
-    def answer(self, task: Task, work: DocRequests, responses: list[Response]) -> Any:
-        return responses[0]
-
     def sample_requests(self, work: DocRequests) -> list[Request]:
         return list(work.requests[:: self.repeats])
 
@@ -321,9 +322,10 @@ class ClassTask(Task):
         def download(lm_self: Any, dataset_kwargs: Any = None, *args: Any, **kwargs: Any) -> None:
             config = getattr(lm_self, "_config", None)
             custom = getattr(config, "custom_dataset", None) if config is not None else None
-            if callable(custom):
+            if callable(custom):  # the class's config holds its metadata with config_source (_construct)
                 metadata = dict(getattr(config, "metadata", None) or {})
-                source: Any = CustomDataset(custom, {**metadata, **dict(getattr(config, "dataset_kwargs", None) or {})})
+                kwargs = getattr(config, "dataset_kwargs", None)
+                source: Any = _custom_dataset(custom, metadata, kwargs, f"task {task.name!r}")
             else:
                 extra = _without_remote_code(dict(dataset_kwargs)) if isinstance(dataset_kwargs, dict) else {}
                 source = Hub(str(lm_self.DATASET_PATH), lm_self.DATASET_NAME, extra)
