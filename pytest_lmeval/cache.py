@@ -38,6 +38,7 @@ _NOT_IN_FINGERPRINT = {
     "parallelize",
     "max_memory",
     "prefix_reuse",
+    "prompt_lookup",
     "num_concurrent",
     "max_retries",
     "timeout",

@@ -75,10 +75,10 @@ def test_continuous_batches_equal_one_at_a_time(
 
 def test_decoder_batch_is_sized_by_kv_memory(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With room for two rows' KV cache, two rows decode together, whatever the batch size."""
-    from pytest_lmeval.models import hf_decode
+    from pytest_lmeval.models import hf_scorer
 
     backend = _backend(tiny_model, 64)
-    per_row = hf_decode.kv_bytes_per_token(backend.model) * (len(backend.tok_encode(FEWSHOT)) + 8 + 20)
+    per_row = hf_scorer.kv_bytes_per_token(backend.model) * (len(backend.tok_encode(FEWSHOT)) + 8 + 20)
     monkeypatch.setattr(hf_generate, "memory_budget", lambda device: 2 * per_row)
     rows: list[int] = []
     backend.model.register_forward_pre_hook(
@@ -218,10 +218,10 @@ def test_out_of_memory_retries_with_fewer_rows(tiny_model: Path, monkeypatch: py
     want = _backend(tiny_model, 8).generate_until(reqs, lambda n: None)
     real = hf_decode.Decoder._forward
 
-    def forward(self, ids, *args):
+    def forward(self, ids, *args, **kwargs):
         if ids.shape[0] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(self, ids, *args)
+        return real(self, ids, *args, **kwargs)
 
     monkeypatch.setattr(hf_decode.Decoder, "_forward", forward)
     counted: list[int] = []

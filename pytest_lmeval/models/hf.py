@@ -21,6 +21,7 @@ from ..errors import LmevalError
 from ..requests import Request
 from . import gguf_cache
 from .base import ModelSpec, Progress
+from .hf_decode import DRAFT_MAX
 from .hf_generate import generate
 from .hf_scorer import Pair, Scorer, TokenBudget, rolling_windows
 from .hub import pinned_kwargs
@@ -39,6 +40,7 @@ _OWN_ARGS = {
     "softmax_dtype",
     "prefix_token_id",
     "prefix_reuse",
+    "prompt_lookup",
     "max_gen_toks",
 }
 _DTYPES = {
@@ -119,6 +121,8 @@ class HFBackend:
             elif self.tokenizer.eos_token is not None:
                 self.tokenizer.pad_token_id = self.tokenizer.eos_token_id
         self.max_gen_toks = int(args.get("max_gen_toks") or DEFAULT_MAX_GEN_TOKS)
+        # most prompt-lookup draft tokens a decoding pass feeds (hf_decode.py); 0 turns it off
+        self.prompt_lookup = int(args.get("prompt_lookup", DRAFT_MAX))
         self.scorer = Scorer(
             self.model,
             self.max_length,

@@ -35,25 +35,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .hf_scorer import cache_argument, returned_cache
+from .hf_scorer import cache_argument, kv_bytes_per_token, returned_cache
 from .prefix_plan import generation_prefixes
 
 Progress = Callable[[int], None]
 
 CPU_BUDGET_CAP = 4 << 30  # bytes of KV cache on a CPU, at most
 MAX_ROWS = {"cpu": 32, "cuda": 256}  # rows decoding together under batch size `auto`
-
-
-def kv_bytes_per_token(model: torch.nn.Module) -> int:
-    """Bytes one token's keys and values take in the cache, over all layers."""
-    config = model.config
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    layers = int(text.num_hidden_layers)
-    heads = int(text.num_attention_heads)
-    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
-    dtype = next(model.parameters()).dtype
-    return 2 * layers * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
 
 
 def memory_budget(device: torch.device) -> int:
@@ -141,6 +129,17 @@ def _buffered(keys: torch.Tensor, values: torch.Tensor, room: int):
     return layer
 
 
+# Prompt lookup (speculative decoding with drafts copied from the row's own text): when a row's
+# last few tokens occurred before in its prompt or its output, the tokens that followed them
+# there are fed as a draft in the same pass, and kept as far as they equal the model's own
+# greedy choices. Chain-of-thought answers copy a lot (BBH's CoT repeats its few-shot
+# phrasing): SmolLM2 on three BBH boolean_expressions prompts needs 40 passes for 192 tokens
+# instead of 192. A draft grows by 2 after it was kept whole and shrinks by 1 otherwise.
+DRAFT_START = 4
+DRAFT_MAX = 8
+NGRAMS = (3, 2, 1)  # longest match first
+
+
 @dataclass
 class _Row:
     index: int  # into the caller's list
@@ -149,6 +148,9 @@ class _Row:
     group: int  # rows of one group share that prefix
     generated: list[int] = field(default_factory=list)
     position: int = 0  # the position of the next token it is fed
+    seen: dict[tuple[int, ...], int] = field(default_factory=dict)  # n-gram -> where its last occurrence ends
+    indexed: int = 0  # tokens of prompt + generated entered in `seen`
+    draft_len: int = DRAFT_START
     first_token_seconds: float | None = None  # from the start of the pass that prefilled it to its first token
 
 
@@ -167,6 +169,7 @@ class Decoder:
         prefix_reuse: bool,
         min_saved: int,
         min_saved_whole: int | None = None,
+        lookup: int = DRAFT_MAX,
     ) -> None:
         self.model = model
         self.tok = tokenizer
@@ -179,6 +182,7 @@ class Decoder:
         self.prefix_reuse = prefix_reuse
         self.min_saved = min_saved
         self.min_saved_whole = min_saved_whole  # for a prefix every prompt shares
+        self.lookup = max(0, lookup)  # most draft tokens a pass, 0: one token a pass
         self.device = next(model.parameters()).device
         self.cache_arg = cache_argument(model)
         self.keep_supported = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -190,6 +194,7 @@ class Decoder:
         self.tokens = 0  # tokens of the requests (prompt + generated)
         self.forward_tokens = 0  # tokens run through the model
         self.steps = 0
+        self.drafted = self.kept = 0  # prompt-lookup draft tokens fed, and kept
         self.first_token_seconds: list[float | None] = []  # per prompt of the last run (efficiency.py's TTFT)
 
     # -- public -------------------------------------------------------------------------------
@@ -269,7 +274,8 @@ class Decoder:
         return joining
 
     # -- model passes -------------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> Any:
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, keep: int = 1) -> Any:
+        """Logits of each row's last `keep` positions ([rows, vocab] for one), and the cache."""
         from transformers import DynamicCache
 
         cache = cache if cache is not None else DynamicCache()
@@ -277,13 +283,14 @@ class Decoder:
         kwargs.update(use_cache=True, **{self.cache_arg: cache})
         if self.keep_supported:
             try:
-                out = self.model(**kwargs, logits_to_keep=1)
+                out = self.model(**kwargs, logits_to_keep=keep)
             except TypeError:  # a model whose forward has no logits_to_keep
                 self.keep_supported = False
         if not self.keep_supported:
             out = self.model(**kwargs)
         self.forward_tokens += ids.numel()
-        return out.logits[:, -1], returned_cache(out)
+        logits = out.logits[:, -1] if keep == 1 else out.logits[:, -keep:]
+        return logits, returned_cache(out)
 
     def _prefix(self, row: _Row) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if row.group not in self.prefix_kv:
@@ -371,19 +378,62 @@ class Decoder:
         return cache, mask
 
     def _step(self, running: list[_Row], cache, mask):
-        """One token for every running row: the rows that finished, and the new mask."""
-        ids = torch.tensor([[r.generated[-1]] for r in running], dtype=torch.long, device=self.device)
-        positions = torch.tensor([[r.position] for r in running], dtype=torch.long, device=self.device)
-        mask = torch.cat([mask, torch.ones((len(running), 1), dtype=mask.dtype, device=mask.device)], dim=1)
-        logits, _ = self._forward(ids, mask, positions, cache)
+        """One pass for every running row: its last token, and its prompt-lookup draft if it has
+        one; the rows that finished, and the new mask."""
+        drafts = [self._draft(r) for r in running]
+        width = 1 + max(map(len, drafts))
+        ids = torch.zeros((len(running), width), dtype=torch.long)
+        fed = torch.zeros((len(running), width), dtype=mask.dtype)
+        for i, (r, d) in enumerate(zip(running, drafts, strict=True)):
+            ids[i, : 1 + len(d)] = torch.tensor([r.generated[-1], *d], dtype=torch.long)
+            fed[i, : 1 + len(d)] = 1
+        positions = torch.tensor([r.position for r in running], dtype=torch.long)[:, None] + torch.arange(width)
+        mask = torch.cat([mask, fed.to(mask.device)], dim=1)
+        logits, _ = self._forward(ids.to(self.device), mask, positions.to(self.device), cache, keep=width)
         self.steps += 1
+        chosen = logits.argmax(dim=-1).tolist()
+        if width == 1:
+            chosen = [[t] for t in chosen]
         finished = []
-        for r, t in zip(running, logits.argmax(dim=-1).tolist(), strict=True):
-            r.generated.append(t)
-            r.position += 1
-            if self._done(r):
-                finished.append(r)
+        for i, (r, d, greedy) in enumerate(zip(running, drafts, chosen, strict=True)):
+            kept = 0
+            while kept < len(d) and greedy[kept] == d[kept]:
+                kept += 1
+            if d:
+                self.drafted += len(d)
+                self.kept += kept
+                r.draft_len = min(self.lookup, r.draft_len + 2) if kept == len(d) else max(1, r.draft_len - 1)
+            appended = 0
+            for t in greedy[: kept + 1]:  # the kept draft, then the model's token after it
+                r.generated.append(t)
+                r.position += 1
+                appended += 1
+                if self._done(r):
+                    finished.append(r)
+                    break
+            if appended < width:  # the cache holds the fed tokens up to the last one kept
+                mask[i, mask.shape[1] - width + appended :] = 0
         return finished, mask
+
+    def _draft(self, row: _Row) -> list[int]:
+        """The tokens that followed the last earlier occurrence of the row's last n-gram."""
+        if not self.lookup:
+            return []
+        text = row.tokens + row.generated if row.generated else row.tokens
+        for i in range(row.indexed, len(text)):  # index the n-grams ending before the last token
+            for n in NGRAMS:
+                if i - n >= 0:
+                    row.seen[tuple(text[i - n : i])] = i
+        row.indexed = len(text)
+        room = self.max_toks - len(row.generated) - 1
+        if room <= 0:
+            return []
+        for n in NGRAMS:
+            if len(text) > n:
+                at = row.seen.get(tuple(text[-n:]))
+                if at is not None and at < len(text):
+                    return text[at : at + min(row.draft_len, self.lookup, room)]
+        return []
 
     def _done(self, row: _Row) -> bool:
         if len(row.generated) >= self.max_toks or row.generated[-1] in self.eos:

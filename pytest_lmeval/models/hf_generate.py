@@ -33,8 +33,8 @@ from transformers.generation.streamers import BaseStreamer
 from ..requests import Request
 from .base import Progress
 from .generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
-from .hf_decode import MAX_ROWS, Decoder, kv_bytes_per_token, memory_budget
-from .hf_scorer import is_oom
+from .hf_decode import MAX_ROWS, Decoder, memory_budget
+from .hf_scorer import is_oom, kv_bytes_per_token
 from .prefix_plan import MIN_SAVED
 
 if TYPE_CHECKING:
@@ -184,6 +184,7 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
             prefix_reuse=backend.scorer.prefix_reuse,
             min_saved=max(GEN_MIN_SAVED, MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"])),
             min_saved_whole=MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"]),
+            lookup=backend.prompt_lookup,
         )
         try:
             generated = decoder.run(prompts, advance)

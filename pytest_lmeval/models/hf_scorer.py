@@ -15,6 +15,7 @@ On top of that, two speed-ups that keep scores within float rounding of the plai
 
 from __future__ import annotations
 
+import bisect
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,18 @@ def cache_argument(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def kv_bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes one token's keys and values take in the cache, over all layers."""
+    config = model.config
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    layers = int(text.num_hidden_layers)
+    heads = int(text.num_attention_heads)
+    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
+    dtype = next(model.parameters()).dtype
+    return 2 * layers * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
 def returned_cache(out):
     """The KV cache a forward returned, under either name."""
     cache = getattr(out, "cache", None)
@@ -63,6 +76,13 @@ def returned_cache(out):
 
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+# On a CPU one more forward pass costs about what this many tokens of compute cost (reading
+# every weight once: SmolLM2-135M, one thread, a pass of 1 token takes 64 ms, 300 tokens a
+# second in large batches), so there batches are cut to waste as few padded tokens as possible.
+CPU_PASS_COST = 32
+CPU_CHUNK_BYTES = 512 << 20  # KV cache of prefixes whose leaves batch together, on a CPU
 
 
 class TokenBudget:
@@ -74,14 +94,52 @@ class TokenBudget:
         self.tokens = 16384 if on_gpu else 2048
         self.ceiling = 1 << 20 if on_gpu else 2048
         self.grow = on_gpu
+        self.least_padding = not on_gpu
         self.hit_oom = False
 
-    def take(self, widths: list[int], start: int) -> int:
-        """How many rows from `start` (widths sorted longest first) form the next batch."""
+    def sizes(self, widths: list[int], own: list[int] | None = None) -> list[int]:
+        """Batch sizes for rows sorted longest first. `widths[i]` is what row i holds in
+        memory (its tokens and the cached prefix it attends to), `own[i]` the tokens it runs
+        (default: the same). With a fixed batch size, that many rows a batch; on a GPU, as many
+        as the budget holds (of `widths`), one batch at a time; on a CPU, the cut that costs
+        least: each batch runs its rows padded to its first row's width, plus CPU_PASS_COST
+        for the pass, and holds at most the budget's tokens of `own` (four times that of
+        `widths`)."""
+        own = widths if own is None else own
+        n = len(widths)
         if self.fixed is not None:
-            return min(self.fixed, len(widths) - start)
-        width = widths[start]
-        return max(1, min(len(widths) - start, self.tokens // max(width, 1)))
+            return [min(self.fixed, n - i) for i in range(0, n, self.fixed)]
+
+        def cap(i: int) -> int:
+            if self.least_padding:
+                rows = min(self.tokens // max(own[i], 1), 4 * self.tokens // max(widths[i], 1))
+            else:
+                rows = self.tokens // max(widths[i], 1)
+            return max(1, min(n - i, rows))
+
+        if not self.least_padding:
+            return [cap(0)]  # the next batch only: the budget may grow after it
+        # Cutting a batch inside a run of equal widths never helps, so each batch ends where
+        # the width drops, or where it is full: dynamic programming over those ends.
+        drops = [j for j in range(1, n) if own[j] < own[j - 1]]
+        best = [0] * (n + 1)
+        end = [n] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            last = i + cap(i)
+            k = bisect.bisect_right(drops, i)
+            cost, stop = (last - i) * own[i] + CPU_PASS_COST + best[last], last
+            while k < len(drops) and drops[k] < last:
+                j = drops[k]
+                c = (j - i) * own[i] + CPU_PASS_COST + best[j]
+                if c < cost:
+                    cost, stop = c, j
+                k += 1
+            best[i], end[i] = cost, stop
+        out, i = [], 0
+        while i < n:
+            out.append(end[i] - i)
+            i = end[i]
+        return out
 
     def succeeded(self) -> None:
         if self.fixed is None and self.grow and not self.hit_oom and self.tokens < self.ceiling:
@@ -108,6 +166,7 @@ class Scorer:
         self.device = next(model.parameters()).device
         self._keep_supported = True
         self._cache_arg = cache_argument(model)
+        self._kv_bytes: int | None = None
         self.tokens = 0  # tokens of the requests scored (each model input with its last token)
         self.forward_tokens = 0  # tokens actually run through the model (fewer with reuse)
 
@@ -160,26 +219,46 @@ class Scorer:
         """Score everything under `node`'s children; `past` caches [0, node.end). Sibling
         prefixes (one per question, or one few-shot block per subject) run together in
         token-budget batches, and so do all their leaves: one row of a few tokens per forward
-        pass is several times slower per token than a batch on a CPU."""
+        pass is several times slower per token than a batch on a CPU. There the caches of
+        several prefix batches are kept together (up to CPU_CHUNK_BYTES), so that the leaves of
+        all of them batch together too."""
         children = sorted(node.children, key=lambda c: (-c.end, _first_row(c)))
         widths = [c.end for c in children]
+        own = [c.end - c.start for c in children]
         start = 0
+        sizes: list[int] = []
         while start < len(children):
-            group = children[start : start + self.budget.take(widths, start)]
+            if not sizes:
+                sizes = self.budget.sizes(widths[start:], own[start:])
+            taken = [sizes.pop(0)]
+            while sizes and self.budget.least_padding and sum(taken) + sizes[0] <= self._chunk_rows(widths[start]):
+                taken.append(sizes.pop(0))
+            flat = children[start : start + sum(taken)]
             try:
-                batch_past = self._extend(past, group)
-                leaves = [(row, k) for k, child in enumerate(group) for row in child.leaves]
-                self._run_leaves(leaves, batch_past, rows, pairs, results, on_done)
+                groups, at = [], 0
+                for n in taken:
+                    groups.append(self._extend(past, flat[at : at + n]))
+                    at += n
+                chunk = Past.merged(groups)
+                leaves = [(row, k) for k, child in enumerate(flat) for row in child.leaves]
+                self._run_leaves(leaves, chunk, rows, pairs, results, on_done)
             except Exception as exc:
-                if not (is_oom(exc) and self.budget.shrink(len(group))):
+                if not (is_oom(exc) and self.budget.shrink(len(flat))):
                     raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
+                sizes = []
                 continue  # the same prefixes again, fewer at a time (leaves already scored are kept)
-            for k, child in enumerate(group):
+            for k, child in enumerate(flat):
                 if child.children:
-                    self._run_children(child, batch_past.row(k), rows, pairs, results, on_done)
-            start += len(group)
+                    self._run_children(child, chunk.row(k), rows, pairs, results, on_done)
+            start += len(flat)
+
+    def _chunk_rows(self, width: int) -> int:
+        """How many prefix rows of `width` tokens a chunk of caches holds."""
+        if self._kv_bytes is None:
+            self._kv_bytes = kv_bytes_per_token(self.model)
+        return CPU_CHUNK_BYTES // max(1, width * self._kv_bytes)
 
     @torch.no_grad()
     def _extend(self, parent: Past | None, nodes: list[Node]) -> Past:
@@ -204,11 +283,14 @@ class Scorer:
         # little; a row's cost includes the cached width it attends to.
         own = {leaf: len(leaf[0]) - (past.lengths[leaf[1]] if past else 0) for leaf in leaves}
         order = sorted(leaves, key=lambda leaf: (-own[leaf], leaf[0]))
-        widths = [own[leaf] + (past.width if past else 0) for leaf in order]
+        runs = [own[leaf] for leaf in order]
+        widths = [n + (past.width if past else 0) for n in runs]
         start = 0
+        sizes: list[int] = []
         while start < len(order):
-            n = self.budget.take(widths, start)
-            batch = order[start : start + n]
+            if not sizes:
+                sizes = self.budget.sizes(widths[start:], runs[start:])
+            batch = order[start : start + sizes.pop(0)]
             try:
                 self._score_batch(batch, past, rows, pairs, results)
             except Exception as exc:
@@ -216,6 +298,7 @@ class Scorer:
                     raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
+                sizes = []
                 continue  # the same rows again, in a smaller batch
             self.budget.succeeded()
             start += len(batch)
@@ -230,12 +313,13 @@ class Scorer:
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         for r, ((row, _), off) in enumerate(zip(batch, offsets, strict=True)):
             ids[r, : len(row) - off] = torch.tensor(row[off:], dtype=torch.long)
-        # Only the positions that predict continuation tokens are needed: keep that tail.
-        first = min(
-            len(row) - off - max(len(pairs[i].continuation) for i in rows[row])
-            for (row, _), off in zip(batch, offsets, strict=True)
-        )
-        keep = width - max(first, 0)
+        # Only the positions that predict continuation tokens are needed: the output projection
+        # gets exactly those (no padding, no context positions), as one [1, n, hidden] input.
+        spans = []  # per row: where its scored positions start in the input, and how many
+        for (row, _), off in zip(batch, offsets, strict=True):
+            n = max(len(pairs[i].continuation) for i in rows[row])
+            spans.append((len(row) - off - n, n))
+        keep = width - min(lo for lo, _ in spans)
         kwargs: dict = {}
         if past is not None:
             kwargs[self._cache_arg] = DynamicCache(ddp_cache_data=past.gathered([k for _, k in batch], self.device))
@@ -251,27 +335,69 @@ class Scorer:
                 kwargs["position_ids"] = (
                     torch.tensor(offsets, dtype=torch.long).unsqueeze(1) + torch.arange(width).unsqueeze(0)
                 ).to(self.device)
-        if keep < width and self._keep_supported:
+        if self._keep_supported:
             kwargs["logits_to_keep"] = keep
-        try:
-            logits = self.model(ids.to(self.device), **kwargs).logits
-        except TypeError:
-            if "logits_to_keep" not in kwargs:
-                raise
-            self._keep_supported = False
-            kwargs.pop("logits_to_keep")
-            logits = self.model(ids.to(self.device), **kwargs).logits
+        shift = width - keep if self._keep_supported else 0
+        flat = [r * (width - shift) + lo - shift + t for r, (lo, n) in enumerate(spans) for t in range(n)]
+        with _ScoredPositions(self.model, torch.tensor(flat, dtype=torch.long, device=self.device)) as head:
+            try:
+                logits = self.model(ids.to(self.device), **kwargs).logits
+            except TypeError:
+                if "logits_to_keep" not in kwargs:
+                    raise
+                self._keep_supported = False
+                kwargs.pop("logits_to_keep")
+                shift = 0
+                head.index = torch.tensor(
+                    [r * width + lo + t for r, (lo, n) in enumerate(spans) for t in range(n)], device=self.device
+                )
+                logits = self.model(ids.to(self.device), **kwargs).logits
         self.forward_tokens += len(batch) * width
-        shift = width - logits.shape[1]
-        for r, ((row, _), off) in enumerate(zip(batch, offsets, strict=True)):
+        at = 0
+        for r, ((row, _), (lo, n_max)) in enumerate(zip(batch, spans, strict=True)):
+            if head.used:  # logits [1, scored positions, vocab], row after row
+                scored, first = logits[0, at : at + n_max], 0
+                at += n_max
+            else:  # a model that bypasses its output module: [rows, kept tail, vocab]
+                scored, first = logits[r], lo - shift
             for i in rows[row]:
                 cont = pairs[i].continuation
                 n = len(cont)
-                lo = len(row) - off - n - shift
-                logprobs = F.log_softmax(logits[r, lo : lo + n], dim=-1, dtype=self.softmax_dtype)
+                start = first + n_max - n
+                logprobs = F.log_softmax(scored[start : start + n], dim=-1, dtype=self.softmax_dtype)
                 target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
                 greedy = bool((logprobs.argmax(dim=-1) == target).all())
                 results[i] = (float(logprobs.gather(-1, target.unsqueeze(-1)).sum()), greedy)
+
+
+class _ScoredPositions:
+    """While a scoring pass runs, the model's output projection sees only the hidden states of
+    the scored positions (`index` into the flattened [rows x positions] input it would get):
+    context and padding positions would be a third of a zero-shot pass's work for nothing.
+    `used` says whether the model went through that module."""
+
+    def __init__(self, model: torch.nn.Module, index: torch.Tensor) -> None:
+        self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.index = index
+        self.used = False
+        self._hook = None
+
+    def __enter__(self) -> _ScoredPositions:
+        if self.head is not None:
+            self._hook = self.head.register_forward_pre_hook(self._gather)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+
+    def _gather(self, _module, args: tuple) -> tuple | None:
+        hidden = args[0]
+        if self.used or hidden.dim() != 3:
+            return None
+        self.used = True
+        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.index)
+        return (picked.unsqueeze(0), *args[1:])
 
 
 @dataclass
@@ -285,6 +411,19 @@ class Past:
     @property
     def width(self) -> int:
         return self.layers[0][0].shape[2]
+
+    @staticmethod
+    def merged(parts: list[Past]) -> Past:
+        """The rows of several caches as one, each padded to the widest."""
+        if len(parts) == 1:
+            return parts[0]
+        width = max(p.width for p in parts)
+        layers = []
+        for i in range(len(parts[0].layers)):
+            keys = [F.pad(p.layers[i][0], (0, 0, 0, width - p.width)) for p in parts]
+            values = [F.pad(p.layers[i][1], (0, 0, 0, width - p.width)) for p in parts]
+            layers.append((torch.cat(keys), torch.cat(values)))
+        return Past(layers, [n for p in parts for n in p.lengths])
 
     def row(self, k: int) -> Past:
         n = self.lengths[k]
