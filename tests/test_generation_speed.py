@@ -122,7 +122,8 @@ def _gsm8k_requests(docs: int, max_toks: int) -> list[Request]:
 
 def test_smollm2_gsm8k_texts_equal_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real SmolLM2 (loaded from its one-time GGUF conversion): 2 gsm8k and 2 gsm8k_cot
-    documents, 24 tokens each, batched with and without prefix reuse, text for text."""
+    documents, 24 tokens each, batched with and without prefix reuse and prompt lookup, text
+    for text."""
     from real_model import GGUF, smollm2_dir
 
     folder = smollm2_dir()
@@ -130,10 +131,12 @@ def test_smollm2_gsm8k_texts_equal_the_plain_path(monkeypatch: pytest.MonkeyPatc
     plain = _backend(folder, 1, gguf_file=GGUF)
     want = _plain(plain, reqs, monkeypatch)
     assert all(want)
-    for reuse in (True, False):
+    for reuse, lookup in ((True, 8), (False, 8), (True, 0)):
         plain.scorer.prefix_reuse = reuse  # the same loaded model, batched as `auto` would
+        plain.prompt_lookup = lookup
         plain.batch_size = "auto"
-        assert plain.generate_until(reqs, lambda n: None) == want, reuse
+        assert plain.generate_until(reqs, lambda n: None) == want, (reuse, lookup)
+    assert plain.token_counts()["draft_tokens_kept"] > 0
 
 
 # -- GGUF start-up ---------------------------------------------------------------------------
@@ -227,3 +230,41 @@ def test_out_of_memory_retries_with_fewer_rows(tiny_model: Path, monkeypatch: py
     counted: list[int] = []
     assert _backend(tiny_model, 8).generate_until(reqs, counted.append) == want
     assert sum(counted) == len(reqs)
+
+
+# -- prompt lookup ---------------------------------------------------------------------------
+
+
+def test_prompt_lookup_drafts_what_followed_the_last_ngram(tiny_model: Path) -> None:
+    from pytest_lmeval.models import hf_decode
+
+    backend = _backend(tiny_model, 4)
+    decoder = hf_decode.Decoder(
+        backend.model, backend.tokenizer, until=[], max_toks=20, max_rows=4, budget_bytes=1 << 30,
+        prefix_reuse=False, min_saved=0, lookup=3,
+    )  # fmt: skip
+    row = hf_decode._Row(0, [5, 6, 7, 8, 9, 5, 6, 7, 1, 2, 5, 6], 0, 0)
+    row.draft_len = 3
+    assert decoder._draft(row) == [7, 1, 2]  # the last "5 6" was followed by "7 1 2"
+    row.generated = [7]
+    assert decoder._draft(row) == [1, 2, 5]  # "5 6 7" last came before "1 2 5"
+    row.generated = [7, 4]
+    assert decoder._draft(row) == []  # "4" never came before
+    row.generated = [7] + [3] * 18
+    assert decoder._draft(row) == []  # no room: the next token is the 20th
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_prompt_lookup_keeps_the_texts(tiny_model: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
+    """Drafts are kept only where they equal the greedy token: the texts are those of the plain
+    path, and the run says how many draft tokens it fed and kept."""
+    echo = "one two three four five six seven eight nine ten " * 6
+    reqs = [Request.generate_until(echo + t, {"until": UNTIL, "max_gen_toks": 40}) for t in TAILS[:5]]
+    want = _plain(_backend(tiny_model, 1), reqs, monkeypatch)
+    off = _backend(tiny_model, batch_size, prompt_lookup=0)
+    assert off.generate_until(reqs, lambda n: None) == want
+    assert "draft_tokens" not in off.token_counts()
+    on = _backend(tiny_model, batch_size)
+    assert on.generate_until(reqs, lambda n: None) == want
+    counts = on.token_counts()
+    assert 0 < counts["draft_tokens_kept"] < counts["draft_tokens"]

@@ -123,6 +123,7 @@ class HFBackend:
         self.max_gen_toks = int(args.get("max_gen_toks") or DEFAULT_MAX_GEN_TOKS)
         # most prompt-lookup draft tokens a decoding pass feeds (hf_decode.py); 0 turns it off
         self.prompt_lookup = int(args.get("prompt_lookup", DRAFT_MAX))
+        self.drafts = [0, 0]  # draft tokens fed, and kept
         self.scorer = Scorer(
             self.model,
             self.max_length,
@@ -161,8 +162,12 @@ class HFBackend:
 
     def token_counts(self) -> dict[str, int]:
         """Tokens of the requests answered, and tokens the model actually ran (fewer when a
-        shared prefix is computed once); generated tokens count in both."""
-        return {"tokens": self.scorer.tokens, "forward_tokens": self.scorer.forward_tokens}
+        shared prefix is computed once); generated tokens count in both. With prompt lookup,
+        the draft tokens decoding fed, and how many of them it kept."""
+        counts = {"tokens": self.scorer.tokens, "forward_tokens": self.scorer.forward_tokens}
+        if self.drafts[0]:
+            counts.update(draft_tokens=self.drafts[0], draft_tokens_kept=self.drafts[1])
+        return counts
 
     # -- tokenization -------------------------------------------------------------------------
     def tok_encode(self, text: str) -> list[int]:

@@ -199,6 +199,8 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
                 torch.cuda.empty_cache()
     backend.scorer.tokens += decoder.tokens
     backend.scorer.forward_tokens += decoder.forward_tokens
+    backend.drafts[0] += decoder.drafted
+    backend.drafts[1] += decoder.kept
     texts = backend.tokenizer.batch_decode(generated, skip_special_tokens=True)
     for i, text, first in zip(members, texts, decoder.first_token_seconds, strict=True):
         out[i] = cut_at_stops(text, until)

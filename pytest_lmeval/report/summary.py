@@ -293,13 +293,17 @@ def _not_perturbed_lines(state: LmevalState) -> list[str]:
 
 
 def _token_rate(stats: dict) -> str:
-    """' (T tokens, R tokens/s, F run through the model)' when the backend counts tokens; the
-    last part only when prefix reuse ran fewer tokens than the requests hold."""
+    """' (T tokens, R tokens/s, F run through the model, K of D prompt-lookup draft tokens
+    kept)' when the backend counts tokens; the third part only when the model ran another number
+    of tokens than the requests hold, the last only when decoding fed drafts."""
     tokens, seconds = stats.get("tokens"), stats.get("model_seconds")
     if not tokens or not seconds:
         return ""
     ran = stats.get("forward_tokens")
     shared = f", {ran} run through the model" if ran is not None and ran != tokens else ""
+    drafted = stats.get("draft_tokens")
+    if drafted:
+        shared += f", {stats.get('draft_tokens_kept', 0)} of {drafted} prompt-lookup draft tokens kept"
     return f" ({tokens} tokens, {tokens / seconds:.0f} tokens/s{shared})"
 
 
