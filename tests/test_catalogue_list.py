@@ -89,3 +89,24 @@ def test_what_cannot_run_is_one_line(registry, name, message) -> None:
     with pytest.raises(LmevalError, match=message) as info:
         registry.configs_for([name])
     assert "\n" not in str(info.value)
+
+
+def test_word_index_is_kept_on_disk_until_a_file_changes(tmp_path, monkeypatch) -> None:
+    """The catalogue's word index is read from the cache folder on the next run, and built
+    again when a file is added or edited: a stale index would hide a task."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "tasks"
+    (root / "quiz").mkdir(parents=True)
+    (root / "quiz" / "_base").write_text("dataset_path: x/quiz\noutput_type: multiple_choice\n")
+    (root / "quiz" / "quiz_a.yaml").write_text("include: _base\ntask: quiz_a\n")
+    assert Catalogue(root).candidates("quiz_a") == [root / "quiz" / "quiz_a.yaml"]
+    stored = list((tmp_path / "cache" / "pytest-lmeval" / "catalogue-index").iterdir())
+    assert len(stored) == 1
+    # a fresh process's catalogue reads the stored index, includes and all
+    again = Catalogue(root)
+    assert again.candidates("multiple_choice") == [root / "quiz" / "quiz_a.yaml"]  # through the include
+    assert again._texts is None  # no file was read
+    (root / "quiz" / "quiz_b.yaml").write_text("include: _base\ntask: quiz_b\n")
+    assert Catalogue(root).candidates("quiz_b") == [root / "quiz" / "quiz_b.yaml"]
+    (root / "quiz" / "quiz_a.yaml").write_text("include: _base\ntask: quiz_a_renamed\n")
+    assert Catalogue(root).candidates("quiz_a_renamed") == [root / "quiz" / "quiz_a.yaml"]

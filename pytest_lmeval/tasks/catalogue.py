@@ -2,19 +2,29 @@
 reachable by name when that package is installed.
 
 It holds some 14,000 YAML files, too many to parse on every run, so nothing is parsed up front:
-a name the project's own folders do not define is looked up by reading the files as text and
-parsing only those that mention it (and the files that include a fragment mentioning it).
+a name the project's own folders do not define is looked up in an index of the words of the
+files' text (kept on disk until a file changes), and only the files that mention it (and the
+files that include a fragment mentioning it) are parsed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
+INDEX_FORMAT = 1  # of the word index kept on disk; bump when its content changes
+
+
+def _index_dir() -> Path:
+    from ..cache import default_cache_dir
+
+    return default_cache_dir() / "catalogue-index"
 
 
 def lm_eval_tasks_dir() -> Path | None:
@@ -89,38 +99,89 @@ def _includes(path: Path, text: str) -> list[Path]:
 class Catalogue:
     root: Path
     _texts: dict[Path, str] | None = field(default=None, repr=False)
-    _included_by: dict[Path, list[Path]] = field(default_factory=dict, repr=False)
-    _words: dict[str, set[Path]] = field(default_factory=dict, repr=False)
+    # the word index: file numbers (into _paths) of the files mentioning each word, and of the
+    # files that include each file
+    _paths: list[Path] = field(default_factory=list, repr=False)
+    _words: dict[str, list[int]] | None = field(default=None, repr=False)
+    _included_by: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    _number: dict[Path, int] | None = field(default=None, repr=False)
     _names: dict[str, set[str]] | None = field(default=None, repr=False)
 
+    def _files(self) -> list[Path]:
+        found = []
+        for folder, dirs, files in os.walk(self.root.resolve()):
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+            found += [Path(folder, f) for f in files if f.endswith((".yaml", ".yml", "_yaml"))]
+        return sorted(found, key=lambda p: p.as_posix())
+
     def _all(self) -> dict[Path, str]:
+        """Every file's text, the included ones too (and the word index, from them)."""
         if self._texts is None:
             texts: dict[Path, str] = {}
-            found = []
-            for folder, dirs, files in os.walk(self.root.resolve()):
-                dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
-                found += [Path(folder, f) for f in files if f.endswith((".yaml", ".yml", "_yaml"))]
-            for path in sorted(found, key=lambda p: p.as_posix()):
+            for path in self._files():
                 try:
                     texts[path] = path.read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError):
                     continue
             todo = list(texts.items())
+            includes: list[tuple[Path, Path]] = []
             while todo:  # includes may name files without a YAML suffix ("afrimmlu_direct")
                 path, text = todo.pop()
                 for inc in _includes(path, text):
-                    self._included_by.setdefault(inc, []).append(path)
+                    includes.append((inc, path))
                     if inc not in texts and inc.is_file():
                         try:
                             texts[inc] = inc.read_text(encoding="utf-8")
                         except (OSError, UnicodeDecodeError):
                             continue
                         todo.append((inc, texts[inc]))
-            for path, text in texts.items():
-                for word in set(_WORD.findall(text)):
-                    self._words.setdefault(word.rstrip("."), set()).add(path)
+            if self._words is None:
+                self._paths = sorted({*texts, *(p for pair in includes for p in pair)}, key=lambda p: p.as_posix())
+                number = {p: i for i, p in enumerate(self._paths)}
+                words: dict[str, list[int]] = {}
+                for path, text in texts.items():
+                    for word in {w.rstrip(".") for w in _WORD.findall(text)}:
+                        words.setdefault(word, []).append(number[path])
+                for inc, path in includes:
+                    self._included_by.setdefault(number[inc], []).append(number[path])
+                self._words = words
             self._texts = texts
         return self._texts
+
+    def _index(self) -> dict[str, list[int]]:
+        """The word index, from a copy on disk while the catalogue's files are unchanged:
+        reading and indexing 14,000 files takes a second or more of every run that names a
+        catalogue task."""
+        if self._words is not None:
+            return self._words
+        stats = []
+        for path in self._files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stats.append((path.as_posix(), st.st_size, st.st_mtime_ns))
+        key = hashlib.sha256(repr((INDEX_FORMAT, self.root.resolve().as_posix(), stats)).encode()).hexdigest()[:20]
+        stored = _index_dir() / f"{key}.pickle"
+        try:
+            with open(stored, "rb") as fh:
+                paths, self._words, self._included_by = pickle.load(fh)
+            self._paths = [Path(p) for p in paths]
+            return self._words
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
+            pass
+        self._all()
+        try:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            part = stored.with_suffix(f".{os.getpid()}.part")
+            with open(part, "wb") as fh:
+                index = ([p.as_posix() for p in self._paths], self._words, self._included_by)
+                pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(part, stored)
+        except OSError:
+            pass  # a read-only cache folder: the index is built again next time
+        assert self._words is not None
+        return self._words
 
     def names(self) -> dict[str, set[str]]:
         """Every task, group and tag name the catalogue declares ("tasks", "groups", "tags"),
@@ -154,14 +215,15 @@ class Catalogue:
         """Task YAML files that may define `name` as a task, group or tag: those whose text
         holds the name as a whole word, and those including (at any depth) a file that does.
         Sorted by path, as lm-eval's index walks them (its first definition wins)."""
-        texts = self._all()
-        found = set(self._words.get(name, ()))
+        found = {self._paths[i] for i in self._index().get(name, ())}
         if not found and not _WORD.fullmatch(name):  # a name the word index splits: "x_(general)"
-            found = {path for path, text in texts.items() if name in text}
-        todo = list(found)
+            found = {path for path, text in self._all().items() if name in text}
+        if found and self._number is None:
+            self._number = {p: i for i, p in enumerate(self._paths)}
+        todo = [self._number[p] for p in found if p in self._number] if found else []
         while todo:
             for parent in self._included_by.get(todo.pop(), []):
-                if parent not in found:
-                    found.add(parent)
+                if self._paths[parent] not in found:
+                    found.add(self._paths[parent])
                     todo.append(parent)
         return sorted((p for p in found if p.suffix == ".yaml"), key=lambda p: p.as_posix())
