@@ -244,7 +244,6 @@ def test_prompt_lookup_drafts_what_followed_the_last_ngram(tiny_model: Path) -> 
         prefix_reuse=False, min_saved=0, lookup=3,
     )  # fmt: skip
     row = hf_decode._Row(0, [5, 6, 7, 8, 9, 5, 6, 7, 1, 2, 5, 6], 0, 0)
-    row.draft_len = 3
     assert decoder._draft(row) == [7, 1, 2]  # the last "5 6" was followed by "7 1 2"
     row.generated = [7]
     assert decoder._draft(row) == [1, 2, 5]  # "5 6 7" last came before "1 2 5"

@@ -133,11 +133,16 @@ def _buffered(keys: torch.Tensor, values: torch.Tensor, room: int):
 # last few tokens occurred before in its prompt or its output, the tokens that followed them
 # there are fed as a draft in the same pass, and kept as far as they equal the model's own
 # greedy choices. Chain-of-thought answers copy a lot (BBH's CoT repeats its few-shot
-# phrasing): SmolLM2 on three BBH boolean_expressions prompts needs 40 passes for 192 tokens
-# instead of 192. A draft grows by 2 after it was kept whole and shrinks by 1 otherwise.
-DRAFT_START = 4
+# phrasing): SmolLM2 on three BBH boolean_expressions prompts needs 15 passes for 192 tokens
+# instead of 64. A draft token costs compute whether it is kept or not, and every row of a
+# pass is padded to its longest draft, so a pass's drafts are cut to the length that gains the
+# most (see Decoder._cut_drafts).
 DRAFT_MAX = 8
 NGRAMS = (3, 2, 1)  # longest match first
+# What one more pass costs, in tokens' worth of compute: on a CPU about 32 (each pass reads
+# every weight once; hf_scorer.CPU_PASS_COST); on a GPU decoding is bound by that reading, so
+# the tokens of a draft are nearly free.
+DRAFT_PASS_COST = {"cpu": 32, "cuda": 16384}
 
 
 @dataclass
@@ -150,7 +155,8 @@ class _Row:
     position: int = 0  # the position of the next token it is fed
     seen: dict[tuple[int, ...], int] = field(default_factory=dict)  # n-gram -> where its last occurrence ends
     indexed: int = 0  # tokens of prompt + generated entered in `seen`
-    draft_len: int = DRAFT_START
+    tested: int = 0  # draft tokens compared with the greedy choice (up to the first miss)
+    matched: int = 0  # of those, equal to it
     first_token_seconds: float | None = None  # from the start of the pass that prefilled it to its first token
 
 
@@ -380,7 +386,7 @@ class Decoder:
     def _step(self, running: list[_Row], cache, mask):
         """One pass for every running row: its last token, and its prompt-lookup draft if it has
         one; the rows that finished, and the new mask."""
-        drafts = [self._draft(r) for r in running]
+        drafts = self._cut_drafts(running, [self._draft(r) for r in running])
         width = 1 + max(map(len, drafts))
         ids = torch.zeros((len(running), width), dtype=torch.long)
         fed = torch.zeros((len(running), width), dtype=mask.dtype)
@@ -402,7 +408,8 @@ class Decoder:
             if d:
                 self.drafted += len(d)
                 self.kept += kept
-                r.draft_len = min(self.lookup, r.draft_len + 2) if kept == len(d) else max(1, r.draft_len - 1)
+                r.tested += min(kept + 1, len(d))
+                r.matched += kept
             appended = 0
             for t in greedy[: kept + 1]:  # the kept draft, then the model's token after it
                 r.generated.append(t)
@@ -414,6 +421,24 @@ class Decoder:
             if appended < width:  # the cache holds the fed tokens up to the last one kept
                 mask[i, mask.shape[1] - width + appended :] = 0
         return finished, mask
+
+    def _cut_drafts(self, running: list[_Row], drafts: list[list[int]]) -> list[list[int]]:
+        """The drafts cut to the length W that gains most: a row's j-th draft token is kept
+        with probability p^j (p: the share of its draft tokens that matched so far, with a
+        prior of one in two), a kept token saves a row's share of a pass (pass cost / rows + 1
+        tokens), and each of the rows x W tokens fed costs one."""
+        longest = max(map(len, drafts))
+        if not longest:
+            return drafts
+        rows = len(running)
+        saved = DRAFT_PASS_COST.get(self.device.type, DRAFT_PASS_COST["cuda"]) / rows + 1
+        odds = [(r.matched + 1) / (r.tested + 2) for r in running]
+        best, best_gain, gain = 0, 0.0, 0.0
+        for w in range(1, longest + 1):
+            gain += saved * sum(p**w for p, d in zip(odds, drafts, strict=True) if len(d) >= w) - rows
+            if gain > best_gain:
+                best, best_gain = w, gain
+        return [d[:best] for d in drafts]
 
     def _draft(self, row: _Row) -> list[int]:
         """The tokens that followed the last earlier occurrence of the row's last n-gram."""
@@ -432,7 +457,7 @@ class Decoder:
             if len(text) > n:
                 at = row.seen.get(tuple(text[-n:]))
                 if at is not None and at < len(text):
-                    return text[at : at + min(row.draft_len, self.lookup, room)]
+                    return text[at : at + min(self.lookup, room)]
         return []
 
     def _done(self, row: _Row) -> bool:
