@@ -215,10 +215,11 @@ def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytes
 
 def test_batched_generation_stops_each_row_at_its_own_stop_sequence(tiny_model: Path) -> None:
     """Rows of one batch that stop on different sequences: the batch ends when the slowest row
-    stops, not at max_gen_toks, and every text equals its batch-1 generation."""
+    stops, not at max_gen_toks, and every text equals its batch-1 generation. (Passes are
+    counted without prompt lookup, whose drafts make a row take fewer passes.)"""
     until = ["ow D", "EE", " What"]  # what the tiny random model writes, at different points
     prompts = [QUESTIONS[0][-48:], "Question: Science", "water", "Paris and", "the sun", "A B C"]
-    single = _backend(tiny_model, 1)
+    single = _backend(tiny_model, 1, prompt_lookup=0)
     free = [Request.generate_until(p, {"until": [], "max_gen_toks": 48}) for p in prompts]
     uncut = single.generate_until(free, lambda n: None)
     first_stop = {min(until, key=lambda u: (u not in t, t.find(u))) for t in uncut}
@@ -232,7 +233,8 @@ def test_batched_generation_stops_each_row_at_its_own_stop_sequence(tiny_model: 
         texts += single.generate_until([req], lambda n: None)
         steps.append(len(calls) - before)
     assert min(steps) < max(steps) < 48, steps
-    batched = _backend(tiny_model, len(reqs))
+    assert _backend(tiny_model, len(reqs)).generate_until(reqs, lambda n: None) == texts  # with lookup
+    batched = _backend(tiny_model, len(reqs), prompt_lookup=0)
     calls = _count_rows(batched.model)
     assert batched.generate_until(reqs, lambda n: None) == texts
     # one batch, as many passes as its slowest row; a finished row leaves the batch, so each
@@ -250,3 +252,11 @@ def test_cpu_batches_are_cut_to_pad_little() -> None:
     # (four times the budget at most) for memory
     assert budget.sizes([1000 + 8] * 20, [8] * 20) == [8, 8, 4]
     assert TokenBudget(4, torch.device("cpu")).sizes([50, 48, 10, 10, 10, 9]) == [4, 2]
+
+
+def test_models_that_bypass_their_output_module_score_the_same(tiny_model: Path, direct) -> None:
+    """The output projection normally sees only the scored positions; a model whose forward
+    does not go through get_output_embeddings() (or has none) is scored from its full logits."""
+    backend = _backend(tiny_model, 4)
+    backend.model.get_output_embeddings = lambda: None
+    _close(_score(backend), direct)

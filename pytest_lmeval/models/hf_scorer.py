@@ -337,9 +337,15 @@ class Scorer:
                 ).to(self.device)
         if self._keep_supported:
             kwargs["logits_to_keep"] = keep
-        shift = width - keep if self._keep_supported else 0
-        flat = [r * (width - shift) + lo - shift + t for r, (lo, n) in enumerate(spans) for t in range(n)]
-        with _ScoredPositions(self.model, torch.tensor(flat, dtype=torch.long, device=self.device)) as head:
+
+        def scored_positions(length: int) -> torch.Tensor:
+            """Where the scored positions sit in the flattened [rows x length] input of the
+            output projection, which sees the last `length` positions of each row."""
+            cut = width - length
+            flat = [r * length + lo - cut + t for r, (lo, n) in enumerate(spans) for t in range(n)]
+            return torch.tensor(flat, dtype=torch.long, device=self.device)
+
+        with _ScoredPositions(self.model, scored_positions) as head:
             try:
                 logits = self.model(ids.to(self.device), **kwargs).logits
             except TypeError:
@@ -347,10 +353,6 @@ class Scorer:
                     raise
                 self._keep_supported = False
                 kwargs.pop("logits_to_keep")
-                shift = 0
-                head.index = torch.tensor(
-                    [r * width + lo + t for r, (lo, n) in enumerate(spans) for t in range(n)], device=self.device
-                )
                 logits = self.model(ids.to(self.device), **kwargs).logits
         self.forward_tokens += len(batch) * width
         at = 0
@@ -359,7 +361,7 @@ class Scorer:
                 scored, first = logits[0, at : at + n_max], 0
                 at += n_max
             else:  # a model that bypasses its output module: [rows, kept tail, vocab]
-                scored, first = logits[r], lo - shift
+                scored, first = logits[r], lo - (width - logits.shape[1])
             for i in rows[row]:
                 cont = pairs[i].continuation
                 n = len(cont)
@@ -372,13 +374,13 @@ class Scorer:
 
 class _ScoredPositions:
     """While a scoring pass runs, the model's output projection sees only the hidden states of
-    the scored positions (`index` into the flattened [rows x positions] input it would get):
-    context and padding positions would be a third of a zero-shot pass's work for nothing.
-    `used` says whether the model went through that module."""
+    the scored positions (`where(positions per row)` indexes its flattened input): context and
+    padding positions would be a third of a zero-shot pass's work for nothing. `used` says
+    whether the model went through that module."""
 
-    def __init__(self, model: torch.nn.Module, index: torch.Tensor) -> None:
+    def __init__(self, model: torch.nn.Module, where: Callable[[int], torch.Tensor]) -> None:
         self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        self.index = index
+        self.where = where
         self.used = False
         self._hook = None
 
@@ -396,7 +398,7 @@ class _ScoredPositions:
         if self.used or hidden.dim() != 3:
             return None
         self.used = True
-        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.index)
+        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.where(hidden.shape[1]))
         return (picked.unsqueeze(0), *args[1:])
 
 
