@@ -19,7 +19,11 @@ greedy semantics row by row:
 - a finished row leaves the batch and a waiting row takes its place (continuous batching):
   new rows are prefilled on their own and joined to the running cache, padded to its width;
 - a prefix shared by a task's prompts (the few-shot block) is run once; its KV seeds every row
-  that shares it (prefix_plan.generation_prefixes decides which rows share what).
+  that shares it (prefix_plan.generation_prefixes decides which rows share what);
+- prompt lookup: a row whose last tokens occurred earlier in its text gets what followed them
+  there as a draft, fed in the same pass; the draft is kept up to its first token that is not
+  the greedy choice, the rest is masked out of the cache (so texts are those of one token a
+  pass, up to float rounding of the wider pass).
 """
 
 from __future__ import annotations
