@@ -83,6 +83,9 @@ def is_oom(exc: BaseException) -> bool:
 # second in large batches), so there batches are cut to waste as few padded tokens as possible.
 CPU_PASS_COST = 32
 CPU_CHUNK_BYTES = 512 << 20  # KV cache of prefixes whose leaves batch together, on a CPU
+# ... when those prefixes are short (a zero-shot question): merging long ones (a 25-shot
+# context, an MMLU subject's block under each question) copies more cache than it saves passes
+CPU_MERGE_WIDTH = 256
 
 
 class TokenBudget:
@@ -220,8 +223,8 @@ class Scorer:
         prefixes (one per question, or one few-shot block per subject) run together in
         token-budget batches, and so do all their leaves: one row of a few tokens per forward
         pass is several times slower per token than a batch on a CPU. There the caches of
-        several prefix batches are kept together (up to CPU_CHUNK_BYTES), so that the leaves of
-        all of them batch together too."""
+        several batches of short prefixes are kept together (up to CPU_CHUNK_BYTES), so that
+        the leaves of all of them batch together too."""
         children = sorted(node.children, key=lambda c: (-c.end, _first_row(c)))
         widths = [c.end for c in children]
         own = [c.end - c.start for c in children]
@@ -231,7 +234,12 @@ class Scorer:
             if not sizes:
                 sizes = self.budget.sizes(widths[start:], own[start:])
             taken = [sizes.pop(0)]
-            while sizes and self.budget.least_padding and sum(taken) + sizes[0] <= self._chunk_rows(widths[start]):
+            while (
+                sizes
+                and self.budget.least_padding
+                and widths[start] <= CPU_MERGE_WIDTH
+                and sum(taken) + sizes[0] <= self._chunk_rows(widths[start])
+            ):
                 taken.append(sizes.pop(0))
             flat = children[start : start + sum(taken)]
             try:
