@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .hf_scorer import cache_argument, kv_bytes_per_token, returned_cache
-from .prefix_plan import generation_prefixes
+from .prefix_plan import generation_prefixes, pass_cost
 
 Progress = Callable[[int], None]
 
@@ -143,10 +143,6 @@ def _buffered(keys: torch.Tensor, values: torch.Tensor, room: int):
 # most (see Decoder._cut_drafts).
 DRAFT_MAX = 8
 NGRAMS = (3, 2, 1)  # longest match first
-# What one more pass costs, in tokens' worth of compute: on a CPU about 32 (each pass reads
-# every weight once; hf_scorer.CPU_PASS_COST); on a GPU decoding is bound by that reading, so
-# the tokens of a draft are nearly free.
-DRAFT_PASS_COST = {"cpu": 32, "cuda": 16384}
 
 
 @dataclass
@@ -285,7 +281,7 @@ class Decoder:
 
     # -- model passes -------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, keep: int = 1) -> Any:
-        """Logits of each row's last `keep` positions ([rows, vocab] for one), and the cache."""
+        """Logits of each row's last `keep` positions, [rows, keep, vocab], and the cache."""
         from transformers import DynamicCache
 
         cache = cache if cache is not None else DynamicCache()
@@ -299,8 +295,7 @@ class Decoder:
         if not self.keep_supported:
             out = self.model(**kwargs)
         self.forward_tokens += ids.numel()
-        logits = out.logits[:, -1] if keep == 1 else out.logits[:, -keep:]
-        return logits, returned_cache(out)
+        return out.logits[:, -keep:], returned_cache(out)
 
     def _prefix(self, row: _Row) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if row.group not in self.prefix_kv:
@@ -336,7 +331,7 @@ class Decoder:
             self.left[r.group] -= 1
             if self.left[r.group] == 0:
                 self.prefix_kv.pop(r.group, None)
-        first = logits.argmax(dim=-1).tolist()  # on the host: the joining rows' first tokens are out
+        first = logits[:, -1].argmax(dim=-1).tolist()  # on the host: the joining rows' first tokens are out
         took = time.perf_counter() - started
         for r, t in zip(joining, first, strict=True):
             r.generated.append(t)
@@ -402,8 +397,6 @@ class Decoder:
         logits, _ = self._forward(ids.to(self.device), mask, positions.to(self.device), cache, keep=width)
         self.steps += 1
         chosen = logits.argmax(dim=-1).tolist()
-        if width == 1:
-            chosen = [[t] for t in chosen]
         finished = []
         for i, (r, d, greedy) in enumerate(zip(running, drafts, chosen, strict=True)):
             kept = 0
@@ -435,7 +428,7 @@ class Decoder:
         if not longest:
             return drafts
         rows = len(running)
-        saved = DRAFT_PASS_COST.get(self.device.type, DRAFT_PASS_COST["cuda"]) / rows + 1
+        saved = pass_cost(self.device) / rows + 1
         odds = [(r.matched + 1) / (r.tested + 2) for r in running]
         best, best_gain, gain = 0, 0.0, 0.0
         for w in range(1, longest + 1):

@@ -35,7 +35,7 @@ from .base import Progress
 from .generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
 from .hf_decode import MAX_ROWS, Decoder, memory_budget
 from .hf_scorer import is_oom, kv_bytes_per_token
-from .prefix_plan import MIN_SAVED
+from .prefix_plan import pass_cost
 
 if TYPE_CHECKING:
     from .hf import HFBackend
@@ -182,8 +182,8 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
             max_rows=rows,
             budget_bytes=budget,
             prefix_reuse=backend.scorer.prefix_reuse,
-            min_saved=max(GEN_MIN_SAVED, MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"])),
-            min_saved_whole=MIN_SAVED.get(backend.device.type, MIN_SAVED["cuda"]),
+            min_saved=max(GEN_MIN_SAVED, pass_cost(backend.device)),
+            min_saved_whole=pass_cost(backend.device),
             lookup=backend.prompt_lookup,
         )
         try:

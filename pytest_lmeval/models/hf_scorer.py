@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .prefix_plan import MIN_SAVED, Node, Row, plan
+from .prefix_plan import PASS_COST, Node, Row, pass_cost, plan
 
 OnDone = Callable[[list[int]], None]  # indices of the pairs just scored
 REUSE_MAX_CONTINUATION = 48  # tokens; see Scorer.score
@@ -78,10 +78,6 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-# On a CPU one more forward pass costs about what this many tokens of compute cost (reading
-# every weight once: SmolLM2-135M, one thread, a pass of 1 token takes 64 ms, 300 tokens a
-# second in large batches), so there batches are cut to waste as few padded tokens as possible.
-CPU_PASS_COST = 32
 CPU_CHUNK_BYTES = 512 << 20  # KV cache of prefixes whose leaves batch together, on a CPU
 # ... when those prefixes are short (a zero-shot question): merging long ones (a 25-shot
 # context, an MMLU subject's block under each question) copies more cache than it saves passes
@@ -105,7 +101,7 @@ class TokenBudget:
         memory (its tokens and the cached prefix it attends to), `own[i]` the tokens it runs
         (default: the same). With a fixed batch size, that many rows a batch; on a GPU, as many
         as the budget holds (of `widths`), one batch at a time; on a CPU, the cut that costs
-        least: each batch runs its rows padded to its first row's width, plus CPU_PASS_COST
+        least: each batch runs its rows padded to its first row's width, plus a pass cost
         for the pass, and holds at most the budget's tokens of `own` (four times that of
         `widths`)."""
         own = widths if own is None else own
@@ -130,10 +126,10 @@ class TokenBudget:
         for i in range(n - 1, -1, -1):
             last = i + cap(i)
             k = bisect.bisect_right(drops, i)
-            cost, stop = (last - i) * own[i] + CPU_PASS_COST + best[last], last
+            cost, stop = (last - i) * own[i] + PASS_COST["cpu"] + best[last], last
             while k < len(drops) and drops[k] < last:
                 j = drops[k]
-                c = (j - i) * own[i] + CPU_PASS_COST + best[j]
+                c = (j - i) * own[i] + PASS_COST["cpu"] + best[j]
                 if c < cost:
                     cost, stop = c, j
                 k += 1
@@ -193,7 +189,7 @@ class Scorer:
             short = [r for r in rows if len(r) - first_scored[r] <= REUSE_MAX_CONTINUATION]
             plain = [r for r in rows if len(r) - first_scored[r] > REUSE_MAX_CONTINUATION]
             if short:
-                root = plan(short, first_scored, MIN_SAVED.get(self.device.type, MIN_SAVED["cuda"]))
+                root = plan(short, first_scored, pass_cost(self.device))
                 self._run_node(root, None, rows, pairs, results, on_done)
         if plain:
             self._run_leaves([(row, 0) for row in plain], None, rows, pairs, results, on_done)

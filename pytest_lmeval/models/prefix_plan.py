@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 Row = tuple[int, ...]
 
 MIN_SHARED = 16  # tokens: a shorter common prefix is not worth a node
-# A node costs one more forward pass (and smaller batches under it); it must save at least this
-# many tokens of compute, (rows - 1) x shared length. One extra pass costs a few tokens' worth
-# on a CPU, but thousands on a GPU, where small passes are bound by launch latency (measured on
-# an H100: per-question reuse on ARC-Easy 0-shot ran 17x slower than plain batches).
-MIN_SAVED = {"cpu": 32, "cuda": 16384}
+# What one more forward pass costs on its own, in tokens' worth of compute: on a CPU about 32
+# (each pass reads every weight once: SmolLM2-135M, one thread, a pass of 1 token takes 64 ms,
+# 300 tokens a second in large batches); thousands on a GPU, where small passes are bound by
+# launch latency (measured on an H100: per-question reuse on ARC-Easy 0-shot ran 17x slower
+# than plain batches). A prefix node costs one more pass, so it must save at least this many
+# tokens, (rows - 1) x shared length; CPU batches are cut with it (hf_scorer.TokenBudget), and
+# prompt-lookup drafts are weighed against it (hf_decode.Decoder._cut_drafts).
+PASS_COST = {"cpu": 32, "cuda": 16384}
+
+
+def pass_cost(device) -> int:
+    """PASS_COST of a torch device (other accelerators count as a GPU)."""
+    return PASS_COST.get(device.type, PASS_COST["cuda"])
 
 
 @dataclass

@@ -114,11 +114,12 @@ class Catalogue:
             found += [Path(folder, f) for f in files if f.endswith((".yaml", ".yml", "_yaml"))]
         return sorted(found, key=lambda p: p.as_posix())
 
-    def _all(self) -> dict[Path, str]:
-        """Every file's text, the included ones too (and the word index, from them)."""
+    def _all(self, files: list[Path] | None = None) -> dict[Path, str]:
+        """Every file's text, the included ones too (and the word index, from them); `files`:
+        the catalogue's files when the caller has listed them already."""
         if self._texts is None:
             texts: dict[Path, str] = {}
-            for path in self._files():
+            for path in self._files() if files is None else files:
                 try:
                     texts[path] = path.read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError):
@@ -154,8 +155,9 @@ class Catalogue:
         catalogue task."""
         if self._words is not None:
             return self._words
+        files = self._files()
         stats = []
-        for path in self._files():
+        for path in files:
             try:
                 st = path.stat()
             except OSError:
@@ -170,7 +172,7 @@ class Catalogue:
             return self._words
         except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
             pass
-        self._all()
+        self._all(files)
         try:
             stored.parent.mkdir(parents=True, exist_ok=True)
             part = stored.with_suffix(f".{os.getpid()}.part")
