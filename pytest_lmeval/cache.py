@@ -39,6 +39,7 @@ _NOT_IN_FINGERPRINT = {
     "max_memory",
     "prefix_reuse",
     "prompt_lookup",
+    "packed_linear",
     "num_concurrent",
     "max_retries",
     "timeout",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..errors import LmevalError
 from ..requests import Request
-from . import gguf_cache
+from . import cpu_kernels, gguf_cache
 from .base import ModelSpec, Progress
 from .hf_decode import DRAFT_MAX
 from .hf_generate import generate
@@ -41,6 +41,7 @@ _OWN_ARGS = {
     "prefix_token_id",
     "prefix_reuse",
     "prompt_lookup",
+    "packed_linear",
     "max_gen_toks",
 }
 _DTYPES = {
@@ -110,6 +111,10 @@ class HFBackend:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
         self.device = next(self.model.parameters()).device
+        if self.device.type == "cpu" and "device_map" not in load_kwargs:  # cpu_kernels.py
+            if args.get("packed_linear", True):
+                cpu_kernels.pack(self.model)
+            cpu_kernels.group_attention(self.model)
         self.max_length = int(args.get("max_length") or self._detect_max_length())
         self.prefix_token_id = args.get("prefix_token_id")
         if self.prefix_token_id is None:

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .cpu_kernels import PackedLinear
 from .hf_scorer import cache_argument, kv_bytes_per_token, returned_cache
 from .prefix_plan import generation_prefixes, pass_cost
 
@@ -103,7 +104,7 @@ _BUFFERED: list[type] = []
 # The output projection of a decoding step has one row per running sequence. On a CPU the BLAS
 # takes two or three rows several times slower than four (MKL, SmolLM2's 49152 x 576 head, one
 # thread: 1 row 11.7 ms, 2 rows 28.2, 3 rows 43.3, 4 rows 20.0), so such a product gets blank
-# rows up to four, cut off again after it.
+# rows up to four, cut off again after it. A head packed for oneDNN (cpu_kernels.py) needs none.
 _SMALL_PRODUCTS = (2, 3)
 _PADDED_ROWS = 4
 
@@ -208,7 +209,7 @@ class Decoder:
     def run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
         """The generated token ids of each prompt."""
         head = self.model.get_output_embeddings() if self.device.type == "cpu" else None
-        hooks = [] if head is None else _pad_small_products(head)
+        hooks = [] if head is None or isinstance(head, PackedLinear) else _pad_small_products(head)
         try:
             return self._run(prompts, progress)
         finally:

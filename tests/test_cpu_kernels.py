@@ -1,0 +1,119 @@
+"""CPU kernels (models/cpu_kernels.py). Float32 projections on oneDNN-packed weights: the model
+computes what it computed before, to float rounding; an embedding tied to the output
+projection keeps its weight; `packed_linear=false` keeps PyTorch's kernel, with the same
+scores and texts. Grouped-query attention without copied KV heads: the same logits to the
+bit, with padding, a cache and several queries a row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from pytest_lmeval.models import cpu_kernels  # noqa: E402
+from pytest_lmeval.models.base import ModelSpec  # noqa: E402
+from pytest_lmeval.models.cpu_kernels import PackedLinear  # noqa: E402
+from pytest_lmeval.models.hf import HFBackend  # noqa: E402
+from pytest_lmeval.models.hf_scorer import cache_argument, returned_cache  # noqa: E402
+from pytest_lmeval.requests import Request  # noqa: E402
+
+needs_onednn = pytest.mark.skipif(not cpu_kernels.available(), reason="this PyTorch has no oneDNN packed linear")
+
+
+def _llama(tied: bool) -> Any:
+    config = transformers.LlamaConfig(
+        vocab_size=300, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _backend(folder: Path, batch_size: int, **args: Any) -> HFBackend:
+    return HFBackend(ModelSpec("hf", str(folder), args), device="cpu", batch_size=batch_size)
+
+
+@needs_onednn
+@pytest.mark.parametrize("tied", [False, True])
+def test_packed_model_computes_the_same_logits(tied: bool) -> None:
+    model = _llama(tied)
+    ids = torch.randint(0, 300, (3, 17))
+    with torch.no_grad():
+        want = model(ids).logits
+    linears = sum(type(m) is torch.nn.Linear for m in model.modules())
+    params = sum(p.numel() for p in model.parameters())
+    assert cpu_kernels.pack(model) == linears == 2 * 7 + 1  # q k v o gate up down per layer, and the head
+    assert all(type(m) is not torch.nn.Linear for m in model.modules())
+    with torch.no_grad():
+        got = model(ids).logits
+    assert torch.allclose(got, want, atol=1e-5)
+    assert sum(p.numel() for p in model.parameters()) == params  # shapes are kept for code that reads them
+    q = model.model.layers[0].self_attn.q_proj.weight
+    assert q.shape == (48, 48) and q.untyped_storage().nbytes() == 4  # the plain copy is freed
+    head, embed = model.lm_head.weight, model.model.embed_tokens.weight
+    if tied:  # the embedding still looks its rows up in the shared weight
+        assert head is embed and embed.untyped_storage().nbytes() == 300 * 48 * 4
+    else:
+        assert head.untyped_storage().nbytes() == 4 and embed.untyped_storage().nbytes() == 300 * 48 * 4
+
+
+@needs_onednn
+def test_only_float32_linears_on_the_cpu_are_packed() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8).to(torch.bfloat16), torch.nn.ReLU())
+    assert cpu_kernels.pack(model) == 1
+    assert type(model[0]) is PackedLinear and type(model[1]) is torch.nn.Linear
+
+
+def test_without_onednn_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_kernels, "available", lambda: False)
+    model = _llama(tied=False)
+    assert cpu_kernels.pack(model) == 0
+    assert type(model.lm_head) is torch.nn.Linear
+
+
+@needs_onednn
+def test_backend_packs_by_default_and_packed_linear_false_keeps_torch(tiny_model: Path) -> None:
+    packed, plain = _backend(tiny_model, 4), _backend(tiny_model, 4, packed_linear=False)
+    assert type(packed.model.lm_head) is PackedLinear
+    assert all(type(m) is not PackedLinear for m in plain.model.modules())
+    pairs = [Request.loglikelihood(f"Q: {q}\nA:", f" {a}") for q, a in [("sky", "blue"), ("grass", "green is it")]]
+    for (ll_a, greedy_a), (ll_b, greedy_b) in zip(
+        packed.loglikelihood(pairs, lambda n: None), plain.loglikelihood(pairs, lambda n: None), strict=True
+    ):
+        assert ll_a == pytest.approx(ll_b, abs=1e-5) and greedy_a == greedy_b
+    # three rows decode together: PyTorch's head gets blank rows (hf_decode.py), the packed one none
+    reqs = [Request.generate_until(p, {"until": ["\n\n"], "max_gen_toks": 24}) for p in ("one two", "A B C", "the sun")]
+    assert packed.generate_until(reqs, lambda n: None) == plain.generate_until(reqs, lambda n: None)
+
+
+def test_grouped_attention_gives_the_same_logits_to_the_bit() -> None:
+    model = _llama(tied=False)  # 4 query heads on 2 KV heads
+    ids = torch.randint(0, 300, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = mask[2, :7] = 0  # left padding
+    more = torch.randint(0, 300, (3, 3))  # three queries a row on the cache, as a draft pass feeds
+
+    def run():
+        with torch.no_grad():
+            first = model(ids, attention_mask=mask, use_cache=True)
+            full = torch.cat([mask, torch.ones_like(more)], dim=1)
+            past = {cache_argument(model): returned_cache(first)}
+            second = model(more, attention_mask=full, **past)
+        return first.logits, second.logits
+
+    want = run()
+    assert cpu_kernels.group_attention(model)
+    assert model.config._attn_implementation == cpu_kernels.GROUPED_SDPA
+    got = run()
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+def test_grouped_attention_leaves_other_implementations() -> None:
+    model = _llama(tied=False)
+    model.set_attn_implementation("eager")
+    assert not cpu_kernels.group_attention(model)
+    assert model.config._attn_implementation == "eager"
