@@ -1,8 +1,9 @@
-"""CPU kernels (models/cpu_kernels.py). Float32 projections on oneDNN-packed weights: the model
-computes what it computed before, to float rounding; an embedding tied to the output
-projection keeps its weight; `packed_linear=false` keeps PyTorch's kernel, with the same
-scores and texts. Grouped-query attention without copied KV heads: the same logits to the
-bit, with padding, a cache and several queries a row."""
+"""CPU kernels (models/cpu_kernels.py). Linear layers on oneDNN-packed weights while a model
+generates: the model computes what it computed before, to float rounding, and unpacked for
+scoring exactly what it computed before; an embedding tied to the output projection keeps its
+weight; `packed_linear=false` keeps PyTorch's kernel, with the same texts. Grouped-query
+attention without copied KV heads: the same logits to the bit, with padding, a cache and
+several queries a row."""
 
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ def _backend(folder: Path, batch_size: int, **args: Any) -> HFBackend:
 
 @needs_onednn
 @pytest.mark.parametrize("tied", [False, True])
-def test_packed_model_computes_the_same_logits(tied: bool) -> None:
+def test_packed_model_computes_the_same_logits_and_unpacks_to_the_same_weights(tied: bool) -> None:
     model = _llama(tied)
     ids = torch.randint(0, 300, (3, 17))
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         want = model(ids).logits
     linears = sum(type(m) is torch.nn.Linear for m in model.modules())
@@ -59,6 +61,11 @@ def test_packed_model_computes_the_same_logits(tied: bool) -> None:
         assert head is embed and embed.untyped_storage().nbytes() == 300 * 48 * 4
     else:
         assert head.untyped_storage().nbytes() == 4 and embed.untyped_storage().nbytes() == 300 * 48 * 4
+    assert cpu_kernels.unpack(model) == linears
+    assert all(type(m) is not PackedLinear for m in model.modules())
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, want)
 
 
 @needs_onednn
@@ -76,18 +83,19 @@ def test_without_onednn_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @needs_onednn
-def test_backend_packs_by_default_and_packed_linear_false_keeps_torch(tiny_model: Path) -> None:
+def test_backend_generates_packed_and_scores_plain(tiny_model: Path) -> None:
     packed, plain = _backend(tiny_model, 4), _backend(tiny_model, 4, packed_linear=False)
-    assert type(packed.model.lm_head) is PackedLinear
-    assert all(type(m) is not PackedLinear for m in plain.model.modules())
     pairs = [Request.loglikelihood(f"Q: {q}\nA:", f" {a}") for q, a in [("sky", "blue"), ("grass", "green is it")]]
-    for (ll_a, greedy_a), (ll_b, greedy_b) in zip(
-        packed.loglikelihood(pairs, lambda n: None), plain.loglikelihood(pairs, lambda n: None), strict=True
-    ):
-        assert ll_a == pytest.approx(ll_b, abs=1e-5) and greedy_a == greedy_b
+    want = plain.loglikelihood(pairs, lambda n: None)
+    assert packed.loglikelihood(pairs, lambda n: None) == want
     # three rows decode together: PyTorch's head gets blank rows (hf_decode.py), the packed one none
     reqs = [Request.generate_until(p, {"until": ["\n\n"], "max_gen_toks": 24}) for p in ("one two", "A B C", "the sun")]
-    assert packed.generate_until(reqs, lambda n: None) == plain.generate_until(reqs, lambda n: None)
+    texts = plain.generate_until(reqs, lambda n: None)
+    assert all(type(m) is not PackedLinear for m in plain.model.modules())
+    assert packed.generate_until(reqs, lambda n: None) == texts
+    assert type(packed.model.lm_head) is PackedLinear
+    assert packed.loglikelihood(pairs, lambda n: None) == want  # unpacked again: the same numbers
+    assert type(packed.model.lm_head) is torch.nn.Linear
 
 
 def test_grouped_attention_gives_the_same_logits_to_the_bit() -> None:

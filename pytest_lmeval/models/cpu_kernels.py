@@ -1,4 +1,5 @@
-"""Linear layers of a float32 model on the CPU, through oneDNN with each weight packed once.
+"""Faster CPU kernels for a transformers model: oneDNN linear layers on packed weights while
+it generates, and grouped-query attention without copied KV heads.
 
 PyTorch runs `nn.Linear` on the CPU through MKL's sgemm, which lays the weight out for its
 kernel again on every call and is slow on the few rows of a decoding step. oneDNN's matmul
@@ -6,13 +7,17 @@ with the weight packed ahead of time into its blocked layout (the kernel PyTorch
 compiler uses for frozen CPU models) does neither. Measured on SmolLM2-135M's shapes, one
 thread of this project's 2-core machine: the 30 layers' projections of one decoding step with
 3 rows 83 -> 35 ms, 6 rows 66 -> 38 ms; the 49152-wide output projection for 3 rows
-47 -> 10.5 ms; a 1024-row prefill 2.77 -> 2.14 s. Results are float32 products summed in
-another order: log-likelihoods move in the sixth significant digit, like a change of batch.
+47 -> 10.5 ms.
 
-`pack(model)` swaps every float32 `nn.Linear` of a CPU model for `PackedLinear`. The plain
-weight is freed (a zero-stride stand-in keeps its shape and dtype for code that reads them)
-unless another module holds the same tensor, as an input embedding tied to the output
-projection does. `--model-args packed_linear=false` keeps PyTorch's own kernel.
+It sums the products in another order. Texts are greedy choices and stay the same, but
+log-likelihoods moved by up to 1.2e-4 from lm-eval's on piqa (lm-eval's own batch sizes 1
+and 16 differ by 3e-5) and lambada's perplexity moved in its fourth decimal, so scoring runs
+on PyTorch's kernel and plain weights: `Kernels.generating()` packs the weights (and frees
+the plain ones) before a generation call, `Kernels.scoring()` unpacks them, to the same
+values, before a log-likelihood call. Each switch is a copy of the weights (0.3 s for
+SmolLM2), made only when the kind of request changes. A weight another module holds too (an
+input embedding tied to the output projection) stays, beside its packed copy.
+`--model-args packed_linear=false` keeps PyTorch's kernel throughout.
 
 `group_attention(model)` hands grouped-query attention (SmolLM2: 9 query heads on 3 KV heads)
 to PyTorch's CPU attention kernel as it is (`enable_gqa`). transformers' "sdpa" attention does
@@ -30,9 +35,11 @@ import torch
 
 
 class PackedLinear(torch.nn.Linear):
-    """An `nn.Linear` whose product runs on its packed weight (`packed`)."""
+    """An `nn.Linear` whose product runs on its packed weight (`packed`). `weight` is a
+    zero-stride stand-in of the same shape and dtype when `freed`."""
 
     packed: torch.Tensor
+    freed: bool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
@@ -51,9 +58,11 @@ def available() -> bool:
         bias = torch.randn(24)
         packed = torch.ops.mkldnn._reorder_linear_weight(weight)
         got = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        back = packed.to_dense()
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
-    return bool(torch.allclose(got, torch.nn.functional.linear(x, weight, bias), atol=1e-4))
+    want = torch.nn.functional.linear(x, weight, bias)
+    return bool(torch.equal(back, weight) and torch.allclose(got, want, atol=1e-4))
 
 
 def pack(model: torch.nn.Module) -> int:
@@ -73,14 +82,49 @@ def pack(model: torch.nn.Module) -> int:
                 continue
             if weight.device.type != "cpu" or weight.dtype != torch.float32 or weight.dim() != 2:
                 continue
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
-            if holders[id(weight)] == 1:
+            module.__class__ = PackedLinear
+            module.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+            module.freed = holders[id(weight)] == 1
+            if module.freed:
                 stand_in = torch.empty((), dtype=weight.dtype).expand(weight.shape)
                 module.weight = torch.nn.Parameter(stand_in, requires_grad=False)
-            module.__class__ = PackedLinear
-            module.packed = packed
             swapped += 1
     return swapped
+
+
+def unpack(model: torch.nn.Module) -> int:
+    """Undo `pack`: plain `nn.Linear`s with their weights as they were; returns how many."""
+    restored = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module) is not PackedLinear:
+                continue
+            if module.freed:
+                module.weight = torch.nn.Parameter(module.packed.to_dense(), requires_grad=False)
+            del module.packed, module.freed
+            module.__class__ = torch.nn.Linear
+            restored += 1
+    return restored
+
+
+class Kernels:
+    """Which kernel a CPU model's linear layers run on: packed for generation, plain for
+    scoring (see the module's docstring). `enabled` false: always plain."""
+
+    def __init__(self, model: torch.nn.Module, enabled: bool) -> None:
+        self.model = model
+        self.enabled = enabled and available()
+        self.packed = False
+
+    def generating(self) -> None:
+        if self.enabled and not self.packed:
+            pack(self.model)
+            self.packed = True
+
+    def scoring(self) -> None:
+        if self.packed:
+            unpack(self.model)
+            self.packed = False
 
 
 GROUPED_SDPA = "lmeval_grouped_sdpa"

@@ -111,10 +111,10 @@ class HFBackend:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
         self.device = next(self.model.parameters()).device
-        if self.device.type == "cpu" and "device_map" not in load_kwargs:  # cpu_kernels.py
-            if args.get("packed_linear", True):
-                cpu_kernels.pack(self.model)
+        on_cpu = self.device.type == "cpu" and "device_map" not in load_kwargs
+        if on_cpu:
             cpu_kernels.group_attention(self.model)
+        self.kernels = cpu_kernels.Kernels(self.model, on_cpu and bool(args.get("packed_linear", True)))
         self.max_length = int(args.get("max_length") or self._detect_max_length())
         self.prefix_token_id = args.get("prefix_token_id")
         if self.prefix_token_id is None:
@@ -207,6 +207,7 @@ class HFBackend:
         for req, pair in zip(requests, pairs, strict=True):
             if not pair.continuation:
                 raise LmevalError(f"continuation {req.args[1]!r} encodes to no tokens")
+        self.kernels.scoring()
         if self.backend == "seq2seq":
             return self._seq2seq_loglikelihood(pairs, progress)
         return self.scorer.score(pairs, lambda done: progress(len(done)))
@@ -235,6 +236,7 @@ class HFBackend:
             progress(finished)
 
         totals = [0.0] * len(requests)
+        self.kernels.scoring()
         for i, (ll, _greedy) in zip(owner, self.scorer.score(pairs, on_done), strict=True):
             totals[i] += ll
         return totals
@@ -270,4 +272,5 @@ class HFBackend:
 
     # -- generation ---------------------------------------------------------------------------
     def generate_until(self, requests: Sequence[Request], progress: Progress) -> list[str]:
+        self.kernels.generating()
         return generate(self, requests, progress)
