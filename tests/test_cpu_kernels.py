@@ -125,3 +125,14 @@ def test_grouped_attention_leaves_other_implementations() -> None:
     model.set_attn_implementation("eager")
     assert not cpu_kernels.group_attention(model)
     assert model.config._attn_implementation == "eager"
+
+
+def test_grouped_attention_hands_what_it_does_not_handle_to_transformers() -> None:
+    module = _llama(tied=False).model.layers[0].self_attn
+    q, kv = torch.randn(1, 4, 3, 12), torch.randn(1, 2, 3, 12)
+    with pytest.raises(ValueError, match="softcap"):  # transformers' sdpa refuses a soft cap; so do we
+        cpu_kernels._grouped_sdpa(module, q, kv, kv, None, softcap=30.0)
+    bias = torch.zeros(1, 4, 3, 3)
+    got, _ = cpu_kernels._grouped_sdpa(module, q, kv, kv, None, position_bias=bias)
+    want, _ = cpu_kernels._grouped_sdpa(module, q, kv, kv, None)
+    assert torch.allclose(got, want, atol=1e-6)  # a zero bias on a causal pass: the same attention

@@ -145,7 +145,9 @@ def _grouped_sdpa(
     given to the kernel unrepeated."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if getattr(module, "num_key_value_groups", 1) == 1 or kwargs.get("position_bias") is not None:
+    special = kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
+    special = special or bool(kwargs.get("output_attentions"))
+    if getattr(module, "num_key_value_groups", 1) == 1 or special:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
@@ -160,14 +162,29 @@ def _grouped_sdpa(
     return out.transpose(1, 2).contiguous(), None
 
 
+@functools.cache
+def _sdpa_takes_groups() -> bool:
+    """Whether this PyTorch's attention takes grouped KV heads (`enable_gqa`, PyTorch 2.5)."""
+    q, kv = torch.zeros(1, 2, 1, 4), torch.zeros(1, 1, 3, 4)
+    try:
+        torch.nn.functional.scaled_dot_product_attention(q, kv, kv, attn_mask=torch.zeros(1, 1, 1, 3), enable_gqa=True)
+    except (TypeError, RuntimeError):
+        return False
+    return True
+
+
 def group_attention(model: torch.nn.Module) -> bool:
     """Switch a model on the CPU that uses transformers' "sdpa" attention to `_grouped_sdpa`
     (with sdpa's masks); returns whether it did."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:  # a transformers before attention interfaces
+        return False
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        return False
+    if not _sdpa_takes_groups():
         return False
     AttentionInterface.register(GROUPED_SDPA, _grouped_sdpa)
     AttentionMaskInterface.register(GROUPED_SDPA, sdpa_mask)
