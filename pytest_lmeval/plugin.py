@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import distribute, efficiency, perturb
+from . import distribute, efficiency, heap, perturb
 from .answer_checks import check_answers
 from .benchmark import MARK as BENCHMARK_MARK
 from .benchmark import Doc
@@ -64,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(_Collector(state), "lmeval-collector")
     config.pluginmanager.register(OrphanItems(state), "lmeval-orphans")
+    # Cleanups run last-in first-out: registered before pytest's unraisable-exception plugin
+    # registers its own (this hook runs before that plugin's), the heap a model load froze is
+    # thawed after pytest's last collection, which it keeps short.
+    config.add_cleanup(lambda: heap.thaw(config))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -156,7 +160,8 @@ def lm(pytestconfig: pytest.Config) -> Backend:
         raise LmevalError("no model given: pass --model BACKEND:NAME")
     with _shown(pytestconfig)():
         print(f"\nlmeval: loading {spec.label} ...", flush=True)
-    backend = load_backend(spec, device=state.options.device, batch_size=state.options.batch_size)
+    with heap.loading(pytestconfig):
+        backend = load_backend(spec, device=state.options.device, batch_size=state.options.batch_size)
     state.model_info = backend.info()
     return backend
 
