@@ -80,14 +80,40 @@ def default_cache_dir() -> Path:
     return base / "pytest-lmeval"
 
 
-_hashed: dict[tuple, str] = {}  # (path, size, mtime) of every file -> digest: hashed once per process
+_hashed: dict[tuple, str] = {}  # the files' stat identities -> digest: hashed once per process
+_SETTLED_S = 2.0  # a file changed more recently than this may change again within its timestamp
+
+
+def _stat_identity(path: Path) -> tuple:
+    """What changes whenever a file's content can have changed: its inode (a new download or a
+    replacing copy), size, and modification and status-change times (any write; the status
+    change time cannot be set back)."""
+    st = path.stat()
+    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest_store(key: tuple) -> Path:
+    return default_cache_dir() / "file-digests" / hashlib.sha256(repr(key).encode()).hexdigest()[:32]
 
 
 def _file_identity(paths: list[Path]) -> str:
+    """The files' content hash (names and bytes; over _HASH_LIMIT, names, sizes and mtimes).
+
+    Hashing reads every byte (0.4 s for SmolLM2's 540 MB, seconds for a few GiB, in every
+    process of every run), so a digest is also kept on disk under the files' stat identities
+    and reused while none of them changed. A file changed within the last _SETTLED_S seconds
+    is hashed again next time: a write in the same timestamp tick would not show in its times
+    (git's "racy" index entries)."""
     stats = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    key = tuple(stats)
+    key = tuple(sorted(_stat_identity(p) for p in paths))
     if key in _hashed:
         return _hashed[key]
+    stored = _digest_store(key)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        known = stored.read_text(encoding="ascii").strip()
+        if len(known) == 64:
+            _hashed[key] = known
+            return known
     digest = hashlib.sha256()
     total = sum(size for _, size, _ in stats)
     for name, size, mtime in stats:
@@ -100,6 +126,13 @@ def _file_identity(paths: list[Path]) -> str:
         else:
             digest.update(f"{size}:{mtime}".encode())
     _hashed[key] = digest.hexdigest()
+    settled = time.time_ns() - int(_SETTLED_S * 1e9)
+    if all(max(k[4], k[5]) < settled for k in key) and key == tuple(sorted(_stat_identity(p) for p in paths)):
+        with contextlib.suppress(OSError):  # a read-only cache folder: hashed again next time
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            part = stored.with_suffix(f".{os.getpid()}.part")
+            part.write_text(_hashed[key], encoding="ascii")
+            os.replace(part, stored)
     return _hashed[key]
 
 

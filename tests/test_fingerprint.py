@@ -5,7 +5,9 @@ its own, and a changed tokenizer file changes the key of a local folder."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,44 @@ def test_hf_dtype_names_match_the_backend() -> None:
     from pytest_lmeval.models.hub import DTYPE_NAMES
 
     assert set(DTYPE_NAMES) == set(_DTYPES)
+
+
+def test_a_local_files_hash_is_kept_on_disk_until_the_file_changes(tmp_path: Path, monkeypatch) -> None:
+    """Weights are hashed by content once, not in every run: the digest is stored under the
+    file's inode, size and times, and any write (even one that puts the mtime back) hashes again."""
+    from pytest_lmeval import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    weights = tmp_path / "model" / "model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"a" * 4096)
+    real_open = Path.open
+
+    def unreadable(path: Path, *args, **kwargs):
+        if path.name == weights.name:
+            raise AssertionError("read again")
+        return real_open(path, *args, **kwargs)
+
+    # just written: within the window where a second write may keep the same times, not stored
+    first = cache._file_identity([weights])
+    cache._hashed.clear()
+    with monkeypatch.context() as m:
+        m.setattr(Path, "open", unreadable)
+        with pytest.raises(AssertionError, match="read again"):
+            cache._file_identity([weights])
+
+    monkeypatch.setattr(cache, "_SETTLED_S", 0.0)  # settled: stored, and a new process reads no byte of it
+    assert cache._file_identity([weights]) == first
+    cache._hashed.clear()
+    with monkeypatch.context() as m:
+        m.setattr(Path, "open", unreadable)
+        assert cache._file_identity([weights]) == first
+    assert list((tmp_path / "xdg" / "pytest-lmeval" / "file-digests").iterdir())
+
+    # the same size and the old mtime put back: the status-change time still moved
+    mtime = weights.stat().st_mtime_ns
+    time.sleep(0.05)  # past the kernel's timestamp tick (the racy window is off in this test)
+    weights.write_bytes(b"b" * 4096)
+    os.utime(weights, ns=(mtime, mtime))
+    cache._hashed.clear()
+    assert cache._file_identity([weights]) != first
