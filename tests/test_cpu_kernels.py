@@ -136,3 +136,45 @@ def test_grouped_attention_hands_what_it_does_not_handle_to_transformers() -> No
     got, _ = cpu_kernels._grouped_sdpa(module, q, kv, kv, None, position_bias=bias)
     want, _ = cpu_kernels._grouped_sdpa(module, q, kv, kv, None)
     assert torch.allclose(got, want, atol=1e-6)  # a zero bias on a causal pass: the same attention
+
+
+def _resident_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header line
+            inside = len(fields) >= 6 and fields[5] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+@needs_onednn
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux's /proc/self/smaps")
+def test_packing_hands_back_the_pages_of_weights_it_frees_from_the_mapped_file(tmp_path: Path) -> None:
+    """The weights transformers maps from model.safetensors: once packed, the freed ones' pages
+    leave the process, and the weights still in use (the tied embedding) read what they read."""
+    config = transformers.LlamaConfig(
+        vocab_size=2000, hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
+    model = transformers.LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(0, 2000, (2, 9))
+    with torch.no_grad():
+        want = model(ids).logits  # every weight read: all of the file's pages resident
+    file = (tmp_path / "model.safetensors").resolve()
+    before = _resident_kib(file)
+    layers = [m.weight.numel() * 4 for m in model.model.layers.modules() if type(m) is torch.nn.Linear]
+    cpu_kernels.pack(model)
+    # what remains resident: the embedding (also the head) and the norms, and at most one
+    # page at either end of each freed weight
+    assert before - _resident_kib(file) >= (sum(layers) - 2 * 4096 * len(layers)) // 1024
+    assert torch.equal(model.model.embed_tokens.weight, weights["model.embed_tokens.weight"])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, want, atol=1e-5)
+    cpu_kernels.unpack(model)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())

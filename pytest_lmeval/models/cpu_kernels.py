@@ -19,6 +19,12 @@ SmolLM2), made only when the kind of request changes. A weight another module ho
 input embedding tied to the output projection) stays, beside its packed copy.
 `--model-args packed_linear=false` keeps PyTorch's kernel throughout.
 
+transformers maps a safetensors file into memory and its weights are views of that mapping,
+which stays while any of them lives. A weight freed for its packed copy would still leave its
+pages resident, on top of that copy, to the end of the run (SmolLM2: 1447 MiB resident after
+packing, against 444 loaded); they are handed back to the kernel as each weight is packed
+(1044 MiB).
+
 `group_attention(model)` hands grouped-query attention (SmolLM2: 9 query heads on 3 KV heads)
 to PyTorch's CPU attention kernel as it is (`enable_gqa`). transformers' "sdpa" attention does
 that only without a mask; with one, as every padded batch, cached prefix and decoding step has,
@@ -29,8 +35,12 @@ one layer: 15.1 -> 4.7 ms.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import mmap
+import sys
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 
@@ -72,6 +82,7 @@ def pack(model: torch.nn.Module) -> int:
         return 0
     holders = Counter(id(param) for _, param in model.named_parameters(remove_duplicate=False))
     swapped = 0
+    mapped: list[tuple[int, int]] | None = None
     with torch.no_grad():
         for module in model.modules():
             weight = getattr(module, "weight", None)
@@ -83,10 +94,71 @@ def pack(model: torch.nn.Module) -> int:
             module.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
             module.freed = holders[id(weight)] == 1
             if module.freed:
+                mapped = mapped if mapped is not None else _file_mappings()
+                _release_pages(weight, mapped)
                 stand_in = torch.empty((), dtype=weight.dtype).expand(weight.shape)
                 module.weight = torch.nn.Parameter(stand_in, requires_grad=False)
             swapped += 1
     return swapped
+
+
+def _file_mappings() -> list[tuple[int, int]]:
+    """The address ranges this process maps from files (Linux's /proc; none elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    out = []
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].startswith("/"):
+                    low, high = fields[0].split("-")
+                    out.append((int(low, 16), int(high, 16)))
+    except OSError:
+        return []
+    return out
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    try:
+        call = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+_MADV_DONTNEED = 4  # Linux
+
+
+def _sole_storage_user(weight: torch.Tensor) -> bool:
+    """Whether no other tensor shares the weight's storage (as a fresh tensor's use count)."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:
+        return False
+    fresh = torch.empty(1)
+    storages = weight.untyped_storage(), fresh.untyped_storage()  # held while counted
+    return count(storages[0]._cdata) <= count(storages[1]._cdata)
+
+
+def _release_pages(weight: torch.Tensor, mapped: list[tuple[int, int]]) -> int:
+    """Hand the kernel back the resident pages of a weight about to be freed that lives in a
+    file mapping: the pages wholly inside it, when it has its storage to itself. They can be
+    dropped without writing anything back: the mapping is the file's, copy-on-write, and
+    nothing reads them again. Returns the bytes released."""
+    madvise = _madvise()
+    start = weight.data_ptr()
+    end = start + weight.numel() * weight.element_size()
+    if madvise is None or not weight.is_contiguous() or weight.untyped_storage().nbytes() != end - start:
+        return 0
+    if not any(low <= start and end <= high for low, high in mapped) or not _sole_storage_user(weight):
+        return 0
+    first, last = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE, end // mmap.PAGESIZE * mmap.PAGESIZE
+    if last <= first or madvise(first, last - first, _MADV_DONTNEED) != 0:
+        return 0
+    return last - first
 
 
 def unpack(model: torch.nn.Module) -> int:
