@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ def lmeval_answers(request: pytest.FixtureRequest) -> Generator[dict, None, None
     state.engine_stats = stats.to_json()
     state.request_costs.update(stats.costs)
     judged = run_judge_phase(request.config, state, work, answers)  # judged metrics: the judge's turn
+    state.answered = time.perf_counter()
     yield answers
     if judged is not None:
         end_judge_phase(judged)

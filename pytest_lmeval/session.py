@@ -61,6 +61,7 @@ class LmevalState:
     failures: list[dict[str, Any]] = field(default_factory=list)  # documents not scored
     model_info: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)
+    answered: float | None = None  # perf_counter() once this process's answers (judged ones too) were in
     stopped: str | None = None  # why the run stopped early (a backend gave up): no results written
     results: Any = None  # report.aggregate.Results, once the run is over
     output_files: list[Path] = field(default_factory=list)

@@ -321,8 +321,11 @@ def _cmd(out: str, delay: float, *extra: str) -> list[str]:
 def test_ctrl_c_says_how_to_resume_and_the_rerun_computes_only_the_rest(tmp_path: Path) -> None:
     project = _project(tmp_path, n_docs=INT_DOCS)
     proc = subprocess.Popen(
-        _cmd("interrupted", 0.003, "--cache-dir", "cache"), cwd=project, stdout=subprocess.PIPE, text=True
-    )
+        _cmd("interrupted", 0.003, "--cache-dir", "cache"), cwd=project, stdout=subprocess.PIPE, text=True,
+        # Ctrl-C's default, even where this suite runs as a background job (which ignores SIGINT
+        # and hands that on to its children, Python then keeping it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 60
     while _cached(project) == 0 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

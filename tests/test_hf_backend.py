@@ -203,8 +203,13 @@ def test_plugin_run_scores_with_the_models_loglikelihoods(pytester: pytest.Pytes
             best = max(range(len(lls)), key=lambda i: lls[i])
             assert sample["acc"] == float(best == row["label"])
     # the run's token figures: every unique request's tokens, and what the model really ran
-    engine = json.loads((pytester.path / "out" / "results.json").read_text())["engine"]
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    engine = doc["engine"]
     assert engine["tokens"] == sum(request_tokens.values())
+    # where the run's time went: model load, model work and scoring, within the whole run
+    parts = [doc["model_info"]["load_seconds"], engine["model_seconds"], doc["scoring_seconds"]]
+    assert all(isinstance(x, float) and x > 0 for x in parts)
+    assert sum(parts) <= float(doc["total_evaluation_time_seconds"])
     assert engine["forward_tokens"] > 0
     result.stdout.re_match_lines([rf"lmeval: .* computed in .*s \({engine['tokens']} tokens, \d+ tokens/s.*\)$"])
     assert (

@@ -143,6 +143,9 @@ def finish(state: LmevalState) -> None:
         "start_time": state.started.isoformat(),
         "end_time": ended.isoformat(),
         "total_evaluation_time_seconds": str((ended - state.started).total_seconds()),
+        # from the last answer to these results: scoring every document, aggregating, gates
+        # (null where this process computed no answers: an xdist controller)
+        "scoring_seconds": None if state.answered is None else round(time.perf_counter() - state.answered, 3),
         **_prompt_record(state),
     }
     extra["gates"] = [g.to_json() for g in state.gates]
