@@ -7,7 +7,6 @@ the shared data mirror; the rest on the quiz project (tests/quiz_project.py).
 
 from __future__ import annotations
 
-import gc
 import re
 from pathlib import Path
 
@@ -132,24 +131,3 @@ def test_item_outcome_correct_fails_only_wrong_answers(pytester: pytest.Pytester
     result = run(pytester, "evals", "--data-dir", "data", "--model", "dummy:d", "--item-outcome", "correct")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=4, failed=4)  # acc is 3/5 and 1/3
-
-
-def test_the_heap_a_model_load_froze_is_thawed_when_the_run_ends(pytester: pytest.Pytester) -> None:
-    """Loading the model pauses Python's collector and then freezes what it built (heap.py);
-    a process that goes on after the run (this one) gets its collector back as it was."""
-    write_quiz(pytester.path)
-    pytester.makepyfile(
-        test_heap="""
-        import gc
-
-        def test_frozen_after_the_load(lm):
-            assert gc.get_freeze_count() > 0
-            assert gc.isenabled()
-        """
-    )
-    gc.collect()
-    assert gc.get_freeze_count() == 0
-    result = run(pytester, "evals", "test_heap.py", "--data-dir", "data", "--model", "dummy:d", "--output-path", "out")
-    result.assert_outcomes(passed=9)
-    assert gc.get_freeze_count() == 0
-    assert gc.isenabled()
