@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import LmevalError
 from .models.base import REDACTED, ModelSpec, is_secret
@@ -84,12 +84,25 @@ _hashed: dict[tuple, str] = {}  # the files' stat identities -> digest: hashed o
 _SETTLED_S = 2.0  # a file changed more recently than this may change again within its timestamp
 
 
-def _stat_identity(path: Path) -> tuple:
+class _StatIdentity(NamedTuple):
     """What changes whenever a file's content can have changed: its inode (a new download or a
     replacing copy), size, and modification and status-change times (any write; the status
-    change time cannot be set back)."""
+    change time cannot be set back). The name too: the digest hashes it, and links of two
+    names may lead to one file."""
+
+    name: str
+    resolved: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def _stat_identity(path: Path) -> _StatIdentity:
     st = path.stat()
-    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    resolved = str(path.resolve())
+    return _StatIdentity(str(path), resolved, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _digest_store(key: tuple) -> Path:
@@ -127,7 +140,8 @@ def _file_identity(paths: list[Path]) -> str:
             digest.update(f"{size}:{mtime}".encode())
     _hashed[key] = digest.hexdigest()
     settled = time.time_ns() - int(_SETTLED_S * 1e9)
-    if all(max(k[4], k[5]) < settled for k in key) and key == tuple(sorted(_stat_identity(p) for p in paths)):
+    unchanged = key == tuple(sorted(_stat_identity(p) for p in paths))  # while it was read
+    if unchanged and all(max(k.mtime_ns, k.ctime_ns) < settled for k in key):
         with contextlib.suppress(OSError):  # a read-only cache folder: hashed again next time
             stored.parent.mkdir(parents=True, exist_ok=True)
             part = stored.with_suffix(f".{os.getpid()}.part")
