@@ -117,7 +117,6 @@ def _file_identity(paths: list[Path]) -> str:
     and reused while none of them changed. A file changed within the last _SETTLED_S seconds
     is hashed again next time: a write in the same timestamp tick would not show in its times
     (git's "racy" index entries)."""
-    stats = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     key = tuple(sorted(_stat_identity(p) for p in paths))
     if key in _hashed:
         return _hashed[key]
@@ -128,25 +127,23 @@ def _file_identity(paths: list[Path]) -> str:
             _hashed[key] = known
             return known
     digest = hashlib.sha256()
-    total = sum(size for _, size, _ in stats)
-    for name, size, mtime in stats:
-        path = Path(name)
+    total = sum(ident.size for ident in key)
+    for ident in key:
+        path = Path(ident.name)
         digest.update(path.name.encode())
         if total <= _HASH_LIMIT:
             with path.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
         else:
-            digest.update(f"{size}:{mtime}".encode())
+            digest.update(f"{ident.size}:{ident.mtime_ns}".encode())
     _hashed[key] = digest.hexdigest()
     settled = time.time_ns() - int(_SETTLED_S * 1e9)
-    unchanged = key == tuple(sorted(_stat_identity(p) for p in paths))  # while it was read
-    if unchanged and all(max(k.mtime_ns, k.ctime_ns) < settled for k in key):
+    if all(max(k.mtime_ns, k.ctime_ns) < settled for k in key) and key == tuple(sorted(map(_stat_identity, paths))):
+        from .report.results import atomic_write  # (report imports this module)
+
         with contextlib.suppress(OSError):  # a read-only cache folder: hashed again next time
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            part = stored.with_suffix(f".{os.getpid()}.part")
-            part.write_text(_hashed[key], encoding="ascii")
-            os.replace(part, stored)
+            atomic_write(stored, _hashed[key])
     return _hashed[key]
 
 

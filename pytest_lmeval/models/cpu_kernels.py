@@ -82,7 +82,7 @@ def pack(model: torch.nn.Module) -> int:
         return 0
     holders = Counter(id(param) for _, param in model.named_parameters(remove_duplicate=False))
     swapped = 0
-    mapped: list[tuple[int, int]] | None = None
+    mapped = _file_mappings()
     with torch.no_grad():
         for module in model.modules():
             weight = getattr(module, "weight", None)
@@ -94,7 +94,6 @@ def pack(model: torch.nn.Module) -> int:
             module.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
             module.freed = holders[id(weight)] == 1
             if module.freed:
-                mapped = mapped if mapped is not None else _file_mappings()
                 _release_pages(weight, mapped)
                 stand_in = torch.empty((), dtype=weight.dtype).expand(weight.shape)
                 module.weight = torch.nn.Parameter(stand_in, requires_grad=False)
@@ -143,22 +142,21 @@ def _sole_storage_user(weight: torch.Tensor) -> bool:
     return count(storages[0]._cdata) <= count(storages[1]._cdata)
 
 
-def _release_pages(weight: torch.Tensor, mapped: list[tuple[int, int]]) -> int:
+def _release_pages(weight: torch.Tensor, mapped: list[tuple[int, int]]) -> None:
     """Hand the kernel back the resident pages of a weight about to be freed that lives in a
     file mapping: the pages wholly inside it, when it has its storage to itself. They can be
     dropped without writing anything back: the mapping is the file's, copy-on-write, and
-    nothing reads them again. Returns the bytes released."""
+    nothing reads them again."""
     madvise = _madvise()
     start = weight.data_ptr()
     end = start + weight.numel() * weight.element_size()
     if madvise is None or not weight.is_contiguous() or weight.untyped_storage().nbytes() != end - start:
-        return 0
+        return
     if not any(low <= start and end <= high for low, high in mapped) or not _sole_storage_user(weight):
-        return 0
+        return
     first, last = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE, end // mmap.PAGESIZE * mmap.PAGESIZE
-    if last <= first or madvise(first, last - first, _MADV_DONTNEED) != 0:
-        return 0
-    return last - first
+    if last > first:
+        madvise(first, last - first, _MADV_DONTNEED)  # a refusal leaves the pages resident, nothing worse
 
 
 def unpack(model: torch.nn.Module) -> int:
