@@ -6,9 +6,9 @@ tokens of the job's requests, the same for both tools, over each tool's wall tim
 peak resident memory (GNU time's max RSS), the time ratio ours/lm-eval, and the scores of
 both so equal scores can be seen next to the speed. Ours runs with --no-cache so the model
 really computes everything. lm-eval runs at --batch_size 16 by default (what users who care
-about speed run; its own default is 1). Before the jobs, one document of the first and of
-the last job runs unrecorded in both tools: compiled modules, the model file and the data in
-the page cache, for every job alike.
+about speed run; its own default is 1). Before the jobs, one document of the first
+log-likelihood and of the last generation job to run runs unrecorded in both tools: compiled
+modules, the model file and the data in the page cache, for every job alike.
 
 Each tool's wall time is split four ways: start-up (imports, task and data loading,
 collection, and what follows the results: writing report files, the interpreter's exit),
@@ -44,19 +44,20 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 # (job name, --tasks, num_fewshot, limit)
-JOBS = [
+SCORING_JOBS = [
     ("arc_easy 0-shot", "arc_easy", 0, 100),
     ("arc_challenge 25-shot", "arc_challenge", 25, 12),
     ("hellaswag 0-shot", "hellaswag", 0, 100),
     ("mmlu 5-shot", "mmlu", 5, 5),  # 5 questions a subject share its few-shot prefix
     ("lambada_openai", "lambada_openai", 0, 200),
+]
+GENERATION_JOBS = [
     ("gsm8k 5-shot", "gsm8k", 5, 6),
     ("gsm8k_cot 8-shot", "gsm8k_cot", 8, 6),
     ("bbh boolean_expressions 3-shot cot", "bbh_cot_fewshot_boolean_expressions", 3, 6),
     ("bbh object_counting 3-shot cot", "bbh_cot_fewshot_object_counting", 3, 6),
 ]
-
-GENERATION = {"gsm8k", "gsm8k_cot", "bbh_cot_fewshot_boolean_expressions", "bbh_cot_fewshot_object_counting"}
+JOBS = SCORING_JOBS + GENERATION_JOBS
 
 COLUMNS = [
     "job", "docs", "tokens", "lm-eval s", "ours s", "ratio", "lm-eval start/load/work/score s",
@@ -249,8 +250,8 @@ def main() -> int:
     # lm-eval's `auto` probes a generation job's batch size with five passes of 64 rows of its
     # whole context, which takes far longer than the job on a CPU.
     chosen = [job for job in JOBS if not wanted or job[1] in wanted]
-    scoring = [job for job in chosen if job[1] not in GENERATION]
-    generation = [job for job in chosen if job[1] in GENERATION]
+    scoring = [job for job in chosen if job in SCORING_JOBS]
+    generation = [job for job in chosen if job in GENERATION_JOBS]
     for warm in scoring[:1] + generation[-1:]:
         with contextlib.suppress(RuntimeError):  # a job a tool cannot run is reported as FAILED below
             run_job((*warm[:3], 1), args.model_dir, data, args.lmeval_batch_size, args.concurrent, args.max_gen_toks)
