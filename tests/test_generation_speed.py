@@ -2,7 +2,7 @@
 time), text for text: continuous batching (rows leave at their stop, waiting rows join), a
 memory-sized batch, and a shared few-shot prefix prefilled once or not at all. On the tiny
 random model, and on the real SmolLM2-135M for a few gsm8k and gsm8k_cot documents.
-No timing here: speed is measured in benchmarks/generation_parity.py."""
+No timing here: speed is measured in benchmarks/speed.py and benchmarks/continuous_batching.py."""
 
 from __future__ import annotations
 
