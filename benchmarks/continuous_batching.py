@@ -33,7 +33,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from pytest_lmeval.models.hf_decode import Decoder
+    from pytest_lmeval.models.hf.decode import Decoder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True)

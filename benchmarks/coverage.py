@@ -79,7 +79,7 @@ def _has_data(cfg, mirror: Path) -> bool:
 
 def collect(cfg, mirror: Path, docs: int = 2) -> str | None:
     """What collection does for a task: load its documents, build the first ones' requests."""
-    from pytest_lmeval.tasks.class_tasks import task_for
+    from pytest_lmeval.tasks.lmeval.class_tasks import task_for
 
     try:
         task = task_for(cfg, data_dir=mirror, limit=docs)
@@ -104,7 +104,7 @@ def main() -> int:
 
     from mirror import merged_mirror
 
-    from pytest_lmeval.errors import LmevalError
+    from pytest_lmeval.core.errors import LmevalError
     from pytest_lmeval.tasks import Registry
 
     started = time.time()

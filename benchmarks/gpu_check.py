@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pytest_lmeval.core.requests import Request  # noqa: E402
 from pytest_lmeval.models.base import ModelSpec  # noqa: E402
-from pytest_lmeval.models.hf import HFBackend  # noqa: E402
-from pytest_lmeval.requests import Request  # noqa: E402
+from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
 from pytest_lmeval.tasks import Registry, Task  # noqa: E402
 
 JOBS = [("arc_easy", 0, 300), ("arc_challenge", 25, 60), ("mmlu_high_school_psychology", 5, 150)]

@@ -19,7 +19,7 @@ A benchmark file declares its tasks and tests one document per item:
 Everything not exported here is internal.
 """
 
-from .benchmark import Doc, benchmark
+from .tasks.benchmark import Doc, benchmark
 from .tasks.config import GroupConfig as Group
 from .tasks.config import TaskConfig as Task
 from .tasks.declare import (

@@ -12,24 +12,27 @@ from typing import Any
 
 import pytest
 
-from . import distribute, efficiency, heap, perturb
-from .answer_checks import check_answers
-from .benchmark import MARK as BENCHMARK_MARK
-from .benchmark import Doc
-from .calibration import CONFIDENCE, doc_confidence
-from .engine import FailurePolicy, failure_policy, run_requests
-from .errors import LmevalError
-from .judging import end_judge_phase, run_judge_phase
+from .core.errors import LmevalError
+from .core.requests import Request
+from .engine.answering import FailurePolicy, failure_policy, run_requests
+from .features import efficiency
+from .features import perturbation as perturb
+from .features import xdist as distribute
+from .features.calibration import CONFIDENCE, doc_confidence
+from .features.gate_tests import log_gates
+from .features.judging import end_judge_phase, run_judge_phase
 from .models.base import Backend, check_model, load_backend, redact_args_text
-from .options import addoptions
-from .orphans import OrphanItems
-from .progress import progress_bar
-from .report import summary
-from .report.gate_reports import log_gates
-from .requests import Request
-from .scoring import short_name
-from .session import DocRef, LmevalState, lmeval_ref
-from .unscored import ERROR, doc_of_nodeid, refused, unscored_of
+from .report import finish as summary
+from .run import load_gc as heap
+from .run.answer_checks import check_answers
+from .run.options import addoptions
+from .run.progress import progress_bar
+from .run.state import DocRef, LmevalState, lmeval_ref
+from .run.uncollected import OrphanItems
+from .run.unscored import ERROR, doc_of_nodeid, refused, unscored_of
+from .scoring.document import short_name
+from .tasks.benchmark import MARK as BENCHMARK_MARK
+from .tasks.benchmark import Doc
 
 STATE = pytest.StashKey[LmevalState]()
 SCORED = pytest.StashKey[dict[str, Any]]()

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from pytest_lmeval.cache import ANSWER_CODE_VERSION
-from pytest_lmeval.requests import Request
+from pytest_lmeval.core.requests import Request
+from pytest_lmeval.engine.cache import ANSWER_CODE_VERSION
 
 STORED = Path(__file__).parent / "data" / "answer_code_version.json"
 REGENERATE = "python tests/test_answer_code_version.py"
@@ -41,7 +41,7 @@ REQUESTS = [
 
 def answers(model_folder: Path) -> list[Any]:
     from pytest_lmeval.models.base import ModelSpec
-    from pytest_lmeval.models.hf import HFBackend
+    from pytest_lmeval.models.hf.backend import HFBackend
 
     spec = ModelSpec("hf", str(model_folder), {"dtype": "float32", "max_length": 64})
     backend = HFBackend(spec, device="cpu", batch_size=2)
@@ -84,7 +84,7 @@ def test_answers_match_the_stored_ones_of_this_version(tiny_model: Path) -> None
 
 
 def test_a_changed_tokenization_rule_fails_the_guard(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_lmeval.models.hf import HFBackend
+    from pytest_lmeval.models.hf.backend import HFBackend
 
     rule = HFBackend.tok_encode
     monkeypatch.setattr(HFBackend, "tok_encode", lambda self, text: [self.prefix_token_id, *rule(self, text)])

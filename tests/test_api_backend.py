@@ -14,13 +14,13 @@ from benchmark_source import benchmark_source  # noqa: E402
 from openai_server import ModelService, OpenAIServer
 from tiny_model import build_tiny_model
 
-from pytest_lmeval.errors import LmevalError
+from pytest_lmeval.core.errors import LmevalError
+from pytest_lmeval.core.requests import Request
 from pytest_lmeval.models.api.chat import LocalChatCompletions
 from pytest_lmeval.models.api.completions import LocalCompletions, OpenAICompletions
 from pytest_lmeval.models.api.http import RetryPolicy, parse_retry_after
 from pytest_lmeval.models.base import ModelSpec, RequestFailed
-from pytest_lmeval.models.hf import HFBackend
-from pytest_lmeval.requests import Request
+from pytest_lmeval.models.hf.backend import HFBackend
 
 LL_TOL = 1e-4
 HF_MAX = 40  # hf scores with up to 40 tokens of input; the API keeps max_length - 1 tokens

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from pytest_lmeval.errors import LmevalError  # noqa: E402
+from pytest_lmeval.core.errors import LmevalError  # noqa: E402
 from pytest_lmeval.tasks import Registry  # noqa: E402
-from pytest_lmeval.tasks.catalogue import Catalogue, lm_eval_tasks_dir  # noqa: E402
+from pytest_lmeval.tasks.lmeval.catalogue import Catalogue, lm_eval_tasks_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")

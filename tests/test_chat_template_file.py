@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lmeval.chat import ChatTemplate
+from pytest_lmeval.tasks.chat import ChatTemplate
 
 TEMPLATE = (
     "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"

@@ -19,13 +19,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lmeval_ref import lm_eval_tasks_dir, lm_task, lmeval_mirror  # noqa: E402
 from mirror import merged_mirror  # noqa: E402
 
-from pytest_lmeval import catalogue_metrics  # noqa: E402
-from pytest_lmeval.errors import LmevalError  # noqa: E402
+from pytest_lmeval.core.errors import LmevalError  # noqa: E402
 from pytest_lmeval.models.dummy import dummy_generation  # noqa: E402
-from pytest_lmeval.report.aggregate import aggregate  # noqa: E402
-from pytest_lmeval.scoring import score  # noqa: E402
+from pytest_lmeval.scoring.aggregate import aggregate  # noqa: E402
+from pytest_lmeval.scoring.document import score  # noqa: E402
 from pytest_lmeval.tasks import Registry  # noqa: E402
-from pytest_lmeval.tasks.class_tasks import ClassTask, task_for  # noqa: E402
+from pytest_lmeval.tasks.lmeval import catalogue_metrics  # noqa: E402
+from pytest_lmeval.tasks.lmeval.class_tasks import ClassTask, task_for  # noqa: E402
 from pytest_lmeval.tasks.prompts import PromptStyle  # noqa: E402
 
 pytest.importorskip("lm_eval")

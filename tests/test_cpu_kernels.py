@@ -15,12 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pytest_lmeval.models import cpu_kernels  # noqa: E402
+from pytest_lmeval.core.requests import Request  # noqa: E402
 from pytest_lmeval.models.base import ModelSpec  # noqa: E402
-from pytest_lmeval.models.cpu_kernels import PackedLinear  # noqa: E402
-from pytest_lmeval.models.hf import HFBackend  # noqa: E402
-from pytest_lmeval.models.hf_scorer import cache_argument, returned_cache  # noqa: E402
-from pytest_lmeval.requests import Request  # noqa: E402
+from pytest_lmeval.models.hf import cpu_kernels  # noqa: E402
+from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
+from pytest_lmeval.models.hf.cpu_kernels import PackedLinear  # noqa: E402
+from pytest_lmeval.models.hf.scorer import cache_argument, returned_cache  # noqa: E402
 
 needs_onednn = pytest.mark.skipif(not cpu_kernels.available(), reason="this PyTorch has no oneDNN packed linear")
 

@@ -9,8 +9,8 @@ import re
 import pytest
 from quiz_project import read_json, read_jsonl, write_quiz
 
-from pytest_lmeval import efficiency
-from pytest_lmeval.requests import Request
+from pytest_lmeval.core.requests import Request
+from pytest_lmeval.features import efficiency
 
 
 class Words:
@@ -175,9 +175,9 @@ def test_transformers_generate_path_tells_time_to_first_token_too(tiny_model, mo
     """Sampling and seq2seq go through transformers' `generate`: a streamer notes its first new
     tokens, so those requests have a time to first token as well (the rows of one batch share it)."""
     pytest.importorskip("transformers")
-    from pytest_lmeval.models import hf_generate
     from pytest_lmeval.models.base import ModelSpec
-    from pytest_lmeval.models.hf import HFBackend
+    from pytest_lmeval.models.hf import generate as hf_generate
+    from pytest_lmeval.models.hf.backend import HFBackend
 
     backend = HFBackend(ModelSpec("hf", str(tiny_model), {}), device="cpu", batch_size=2)
     monkeypatch.setattr(hf_generate, "_decodes_itself", lambda *a: False)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lmeval import filters
-from pytest_lmeval.errors import LmevalError
+from pytest_lmeval.core.errors import LmevalError
+from pytest_lmeval.scoring import filters
 
 lm_filters = pytest.importorskip("lm_eval.filters")
 from lm_eval.filters import extraction, selection, transformation  # noqa: E402

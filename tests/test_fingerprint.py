@@ -14,7 +14,7 @@ import pytest
 import torch
 from quiz_project import read_json, write_quiz
 
-from pytest_lmeval.cache import ANSWER_CODE_VERSION, fingerprint, fingerprint_parts
+from pytest_lmeval.engine.cache import ANSWER_CODE_VERSION, fingerprint, fingerprint_parts
 from pytest_lmeval.models.base import ModelSpec
 
 SHA1 = "1" * 40
@@ -93,7 +93,7 @@ def test_hub_model_loads_the_commit_it_is_keyed_by(tiny_model: Path, tmp_path: P
     """The backend loads the weights of the commit the key names: refs/main's, or the pinned revision's."""
     from safetensors.torch import load_file
 
-    from pytest_lmeval.models.hf import HFBackend
+    from pytest_lmeval.models.hf.backend import HFBackend
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -136,7 +136,7 @@ def test_key_ignores_secrets_and_where_the_model_runs(tiny_model: Path) -> None:
 
 
 def test_hf_dtype_names_match_the_backend() -> None:
-    from pytest_lmeval.models.hf import _DTYPES
+    from pytest_lmeval.models.hf.backend import _DTYPES
     from pytest_lmeval.models.hub import DTYPE_NAMES
 
     assert set(DTYPE_NAMES) == set(_DTYPES)
@@ -145,7 +145,7 @@ def test_hf_dtype_names_match_the_backend() -> None:
 def test_a_local_files_hash_is_kept_on_disk_until_the_file_changes(tmp_path: Path, monkeypatch) -> None:
     """Weights are hashed by content once, not in every run: the digest is stored under the
     file's inode, size and times, and any write (even one that puts the mtime back) hashes again."""
-    from pytest_lmeval import cache
+    from pytest_lmeval.engine import cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     weights = tmp_path / "model" / "model.safetensors"

@@ -254,7 +254,7 @@ filter_list:
       - function: take_first
 """
 HELPERS = """\
-from pytest_lmeval.filters import Filter
+from pytest_lmeval.scoring.filters import Filter
 
 
 def add_reply(dataset):

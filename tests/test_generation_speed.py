@@ -15,11 +15,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pytest_lmeval.models import hf_generate  # noqa: E402
+from pytest_lmeval.core.requests import Request  # noqa: E402
 from pytest_lmeval.models.base import ModelSpec  # noqa: E402
-from pytest_lmeval.models.hf import HFBackend  # noqa: E402
-from pytest_lmeval.models.prefix_plan import generation_prefixes  # noqa: E402
-from pytest_lmeval.requests import Request  # noqa: E402
+from pytest_lmeval.models.hf import generate as hf_generate  # noqa: E402
+from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
+from pytest_lmeval.models.hf.prefix_plan import generation_prefixes  # noqa: E402
 
 MIRROR = Path(__file__).parent / "data" / "mirror" / "openai" / "gsm8k" / "main"
 FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 12  # ~200 tokens
@@ -75,7 +75,7 @@ def test_continuous_batches_equal_one_at_a_time(
 
 def test_decoder_batch_is_sized_by_kv_memory(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With room for two rows' KV cache, two rows decode together, whatever the batch size."""
-    from pytest_lmeval.models import hf_scorer
+    from pytest_lmeval.models.hf import scorer as hf_scorer
 
     backend = _backend(tiny_model, 64)
     per_row = hf_scorer.kv_bytes_per_token(backend.model) * (len(backend.tok_encode(FEWSHOT)) + 8 + 20)
@@ -215,7 +215,7 @@ def test_gguf_converted_once_scores_and_writes_the_same(
 def test_out_of_memory_retries_with_fewer_rows(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A decoding pass of more than two rows runs out of memory: the rows are decoded again,
     fewer at a time, with the same texts, and progress counts each document once."""
-    from pytest_lmeval.models import hf_decode
+    from pytest_lmeval.models.hf import decode as hf_decode
 
     reqs = [Request.generate_until(FEWSHOT + "Question: " + t, {"until": UNTIL, "max_gen_toks": 16}) for t in TAILS]
     want = _backend(tiny_model, 8).generate_until(reqs, lambda n: None)
@@ -236,7 +236,7 @@ def test_out_of_memory_retries_with_fewer_rows(tiny_model: Path, monkeypatch: py
 
 
 def test_prompt_lookup_drafts_what_followed_the_last_ngram(tiny_model: Path) -> None:
-    from pytest_lmeval.models import hf_decode
+    from pytest_lmeval.models.hf import decode as hf_decode
 
     backend = _backend(tiny_model, 4)
     decoder = hf_decode.Decoder(

@@ -9,7 +9,7 @@ import weakref
 import pytest
 from quiz_project import run, write_quiz
 
-from pytest_lmeval import heap
+from pytest_lmeval.run import load_gc as heap
 
 
 def test_the_load_s_garbage_cycles_are_freed_and_the_rest_frozen_until_thawed() -> None:

@@ -17,10 +17,10 @@ from quiz_project import EXPECTED, read_jsonl, run, write_quiz
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from pytest_lmeval.core.requests import Request  # noqa: E402
 from pytest_lmeval.models.base import ModelSpec  # noqa: E402
-from pytest_lmeval.models.hf import HFBackend  # noqa: E402
-from pytest_lmeval.models.hf_scorer import TokenBudget  # noqa: E402
-from pytest_lmeval.requests import Request  # noqa: E402
+from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
+from pytest_lmeval.models.hf.scorer import TokenBudget  # noqa: E402
 
 FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
 QUESTIONS = [

@@ -24,9 +24,9 @@ from lmeval_ref import lm_eval_tasks_dir, lm_task, lmeval_mirror  # noqa: E402
 from mirror import LibraryTasks, merged_mirror  # noqa: E402
 
 from pytest_lmeval.report import leaderboard  # noqa: E402
-from pytest_lmeval.scoring import score  # noqa: E402
+from pytest_lmeval.scoring.document import score  # noqa: E402
 from pytest_lmeval.tasks import Task  # noqa: E402
-from pytest_lmeval.tasks.yaml_loader import reset_run_random  # noqa: E402
+from pytest_lmeval.tasks.lmeval.yaml_loader import reset_run_random  # noqa: E402
 
 pytest.importorskip("lm_eval")
 
@@ -142,7 +142,8 @@ def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror, fresh
         assert [_plain(v) for v in ours[key]] == [_plain(v) for v in values], key
         want = lm.aggregation()[key.split(",")[0]](values)
         got = json.loads(json.dumps(ours[key]))  # as the records cross xdist
-        from pytest_lmeval import catalogue_metrics, metrics
+        from pytest_lmeval.scoring import metrics
+        from pytest_lmeval.tasks.lmeval import catalogue_metrics
 
         custom = task.config.catalogue_aggregation(key.split(",")[0])
         value = catalogue_metrics.aggregate(got, custom) if custom else metrics.aggregate(key, got)[0]
@@ -276,7 +277,7 @@ def test_normalization_examples_from_the_leaderboard_docs() -> None:
 
 
 def test_no_leaderboard_block_without_its_tasks() -> None:
-    from pytest_lmeval.report.aggregate import Results
+    from pytest_lmeval.scoring.aggregate import Results
 
     assert leaderboard.scores(Results({}, {}, [], []), {}) is None
     assert leaderboard.lines(None) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from quiz_project import read_json, read_jsonl, run, table_rows, write_quiz
 
-from pytest_lmeval import perturb
+from pytest_lmeval.features import perturbation as perturb
 
 TEXT = "Which of these do not change? He said it is his dog, and I am sure they are right."
 

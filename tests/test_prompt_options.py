@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_lmeval.chat import select_template
-from pytest_lmeval.errors import LmevalError
-from pytest_lmeval.options import parse_gen_kwargs
+from pytest_lmeval.core.errors import LmevalError
+from pytest_lmeval.run.options import parse_gen_kwargs
+from pytest_lmeval.tasks.chat import select_template
 
 CASES = [
     "temperature=0.8,top_p=0.95,do_sample=true",

@@ -93,7 +93,7 @@ def test_killed_run_resumes_with_only_missing_requests(tmp_path: Path) -> None:
 
 
 def _open_cache(folder: str) -> int:
-    from pytest_lmeval.cache import ResponseCache
+    from pytest_lmeval.engine.cache import ResponseCache
 
     ResponseCache(Path(folder) / "responses.sqlite", "fp").close()
     return os.getpid()

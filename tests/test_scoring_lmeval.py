@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lmeval_ref import lm_eval_tasks_dir, lm_task, lmeval_mirror  # noqa: E402
 from mirror import LibraryTasks, merged_mirror, shared_mirror  # noqa: E402
 
-from pytest_lmeval import metrics  # noqa: E402
-from pytest_lmeval.requests import Request  # noqa: E402
-from pytest_lmeval.scoring import score  # noqa: E402
+from pytest_lmeval.core.requests import Request  # noqa: E402
+from pytest_lmeval.scoring import metrics  # noqa: E402
+from pytest_lmeval.scoring.document import score  # noqa: E402
 from pytest_lmeval.tasks import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")

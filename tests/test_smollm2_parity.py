@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from mirror import LibraryTasks
 
-from pytest_lmeval import metrics
 from pytest_lmeval.models.base import ModelSpec
-from pytest_lmeval.models.hf import HFBackend
+from pytest_lmeval.models.hf.backend import HFBackend
+from pytest_lmeval.scoring import metrics
 from pytest_lmeval.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[1]

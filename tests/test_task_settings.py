@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lmeval.errors import LmevalError
-from pytest_lmeval.filters import RemoveUntilFilter
-from pytest_lmeval.task_settings import TaskSettings, parse_task_args
+from pytest_lmeval.core.errors import LmevalError
+from pytest_lmeval.run.task_settings import TaskSettings, parse_task_args
+from pytest_lmeval.scoring.filters import RemoveUntilFilter
 
 # The dummy answers with the prompt's last line: `reply`. Answers with reasoning are right only
 # once everything up to the last </think> is dropped.

@@ -10,7 +10,7 @@ import pytest
 from tiny_model import build_tiny_model
 
 from pytest_lmeval.models.base import ModelSpec
-from pytest_lmeval.models.hf import HFBackend
+from pytest_lmeval.models.hf.backend import HFBackend
 from pytest_lmeval.models.tokens import LmTokenizer
 
 PAIRS = [

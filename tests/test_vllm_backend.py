@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from tiny_model import build_tiny_model
 
-from pytest_lmeval.errors import LmevalError
+from pytest_lmeval.core.errors import LmevalError
+from pytest_lmeval.core.requests import Request
 from pytest_lmeval.models.base import ModelSpec, RequestFailed
-from pytest_lmeval.models.hf import HFBackend
+from pytest_lmeval.models.hf.backend import HFBackend
 from pytest_lmeval.models.tokens import LmTokenizer
-from pytest_lmeval.requests import Request
 
 FAKES = Path(__file__).parent / "fakes"
 LL_TOL = 1e-4
@@ -60,7 +60,7 @@ def hf(tiny: Path) -> HFBackend:
 
 
 def _vllm(tiny: Path, **args):
-    from pytest_lmeval.models.vllm import VLLMBackend
+    from pytest_lmeval.models.vllm.backend import VLLMBackend
 
     args = {"max_model_len": VLLM_MAX, **args}
     return VLLMBackend(ModelSpec("vllm", str(tiny), args), device=None, batch_size="auto")
@@ -202,7 +202,7 @@ def test_a_hub_model_loads_the_commit_the_cache_is_keyed_by(fake_vllm, tiny: Pat
     gets that commit as `revision`), not whatever the moving ref points at later."""
     import shutil
 
-    from pytest_lmeval.cache import fingerprint_parts
+    from pytest_lmeval.engine.cache import fingerprint_parts
 
     repo = tmp_path / "hub" / "models--org--tiny"
     shutil.copytree(tiny, repo / "snapshots" / ("3" * 40))
@@ -210,7 +210,7 @@ def test_a_hub_model_loads_the_commit_the_cache_is_keyed_by(fake_vllm, tiny: Pat
     (repo / "refs" / "main").write_text("3" * 40)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from pytest_lmeval.models.vllm import VLLMBackend
+    from pytest_lmeval.models.vllm.backend import VLLMBackend
 
     backend = VLLMBackend(ModelSpec("vllm", "org/tiny", {"max_model_len": VLLM_MAX}), device=None, batch_size="auto")
     assert backend.engine_args["model"] == str(repo / "snapshots" / ("3" * 40))

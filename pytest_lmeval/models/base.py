@@ -8,15 +8,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import LmevalError, close_matches
-from ..requests import Request
+from ..core.errors import LmevalError, close_matches
+from ..core.requests import Request
 
 Progress = Callable[[int], None]
 
 # backend name -> "module:Class", imported only when chosen so `dummy:` never imports torch.
 BACKENDS = {
-    "hf": "pytest_lmeval.models.hf:HFBackend",
-    "vllm": "pytest_lmeval.models.vllm:VLLMBackend",
+    "hf": "pytest_lmeval.models.hf.backend:HFBackend",
+    "vllm": "pytest_lmeval.models.vllm.backend:VLLMBackend",
     "local-completions": "pytest_lmeval.models.api.completions:LocalCompletions",
     "openai-completions": "pytest_lmeval.models.api.completions:OpenAICompletions",
     "local-chat-completions": "pytest_lmeval.models.api.chat:LocalChatCompletions",
@@ -80,7 +80,7 @@ def parse_model(value: str) -> tuple[str, str]:
             f"(backends: {', '.join(BACKENDS)})"
         )
     if backend == "vllm":  # an optional extra: say how to get it before anything is collected
-        from .vllm import require_vllm
+        from .vllm.backend import require_vllm
 
         require_vllm(value)
     return backend, name

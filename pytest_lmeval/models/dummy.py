@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..requests import Request
+from ..core.requests import Request
 from .base import ModelSpec, Progress
 
 

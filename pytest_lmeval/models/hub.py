@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmevalError
+from ..core.errors import LmevalError
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 HUB_TIMEOUT_S = 10.0

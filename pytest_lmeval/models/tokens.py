@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import LmevalError
+from ..core.errors import LmevalError
 
 Tokens = list[int]
 

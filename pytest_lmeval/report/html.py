@@ -13,8 +13,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from .. import calibration
-from .baseline import MAX_RERUN_IDS, Comparison, rerun_expression
+from ..features import calibration
+from ..features.baseline import MAX_RERUN_IDS, Comparison, rerun_expression
 from .results import atomic_write
 
 MAX_FLIPPED_SHOWN = 200  # per gate: prompts beyond these stay in results.json, by id

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import Results
+from ..scoring.aggregate import Results
 
 GROUP = "leaderboard"
 DOCS = "https://huggingface.co/docs/leaderboards/open_llm_leaderboard/normalization"

@@ -12,10 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..cache import fingerprint_record
+from ..engine.cache import fingerprint_record
+from ..scoring.aggregate import Results, derived_higher_is_better, split_key
 from ..tasks import Registry, Task
 from . import leaderboard
-from .aggregate import Results, derived_higher_is_better, split_key
 
 
 def _umask() -> int:

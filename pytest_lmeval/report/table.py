@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..metrics import NA
-from .aggregate import Results, split_key
+from ..scoring.aggregate import Results, split_key
+from ..scoring.metrics import NA
 
 HEADERS = ["Tasks", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"]
 RIGHT = {"Version", "n-shot", "Value", "Stderr"}

@@ -1,6 +1,6 @@
 """Task declarations (lm-eval YAML), data loading, prompts and the task registry."""
 
-from ..requests import DocRequests
+from ..core.requests import DocRequests
 from .config import GroupConfig, TaskConfig
 from .registry import Registry
 from .task import Task

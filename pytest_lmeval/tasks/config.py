@@ -6,11 +6,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .. import catalogue_metrics
-from .. import metrics as metric_fns
-from ..errors import LmevalError
-from ..filters import FilterPipeline, build_pipelines
-from ..outputs import output_type
+from ..core.errors import LmevalError
+from ..scoring import metrics as metric_fns
+from ..scoring.filters import FilterPipeline, build_pipelines
+from .lmeval import catalogue_metrics
+from .outputs import output_type
 from .sources import Hub, Source
 
 # lm-eval YAML keys for features pytest-lmeval does not have: named in a clear error.
@@ -203,7 +203,7 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
     if not isinstance(name, str):
         raise LmevalError(f"{source}: 'task' must be one task name, got {name!r}")
     if data.get("class") is not None:
-        from .class_tasks import class_task_config
+        from .lmeval.class_tasks import class_task_config
 
         return class_task_config(name, data, source)
     for key, feature in _UNSUPPORTED_KEYS.items():
@@ -232,7 +232,7 @@ def task_config_from_dict(data: dict[str, Any], source: Path) -> TaskConfig:
     cfg = TaskConfig(task=name, source=source, extra=extra, **kwargs)
     where = f"{source}: task {name!r}"
     if cfg.custom_dataset is not None:
-        from .class_tasks import custom_dataset_source
+        from .lmeval.class_tasks import custom_dataset_source
 
         cfg.data = custom_dataset_source(cfg, where)
     kind = output_type(cfg.output_type, where)
@@ -263,7 +263,7 @@ def _function_refs(value: Any) -> list[Any]:
 def _with_lmeval_filters(filter_list: Any, data: dict[str, Any], where: str) -> Any:
     """Filter steps named after a filter only lm-eval registers (regex_pos, format_span, a task
     helper's @register_filter class) take lm-eval's class itself: it has our filters' interface."""
-    from ..filters import FILTERS
+    from ..scoring.filters import FILTERS
 
     if not isinstance(filter_list, list):
         return filter_list

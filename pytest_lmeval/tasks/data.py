@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmevalError
+from ..core.errors import LmevalError
 
 MIRROR_SUFFIXES = (".jsonl", ".parquet")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmevalError
-from ..filters import Filter
+from ..core.errors import LmevalError
+from ..scoring.filters import Filter
 from .config import GroupConfig, TaskConfig, group_config_from_dict, task_config_from_dict
 from .sources import Files, Hub, Rows, Source
 
@@ -164,7 +164,7 @@ def judge(
     `strategy` is what `--judge-strategy auto` means here: "llm" (always judge), "rule" (only
     `rule(doc, answer)`, by default the answer equals the reference), "llm_recall" (judge only
     where the rule says wrong). See pytest_lmeval/judging.py."""
-    from ..judging import STRATEGIES, Judge
+    from ..features.judging import STRATEGIES, Judge
 
     if strategy not in STRATEGIES or strategy == "auto":
         raise LmevalError(f"judge(): strategy must be 'llm', 'rule' or 'llm_recall', got {strategy!r}")

@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LmevalError
+from ..core.errors import LmevalError
 from . import declare
 from .config import GroupConfig, TaskConfig
 

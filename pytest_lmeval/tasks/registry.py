@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmevalError, close_matches
-from .catalogue import Catalogue, lm_eval_tasks_dir
+from ..core.errors import LmevalError, close_matches
 from .config import GroupConfig, TaskConfig, group_config_from_dict, task_config_from_dict
+from .lmeval.catalogue import Catalogue, lm_eval_tasks_dir
+from .lmeval.yaml_loader import load_task_yaml
 from .python_files import is_benchmark_file, read_benchmark_file
-from .yaml_loader import load_task_yaml
 
 
 @dataclass

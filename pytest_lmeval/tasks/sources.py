@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmevalError
+from ..core.errors import LmevalError
 from .data import load_split, read_jsonl, read_parquet
 
 

@@ -19,12 +19,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmevalError
-from ..outputs import output_type
-from ..requests import DocRequests
+from ..core.errors import LmevalError
+from ..core.requests import DocRequests
 from . import templates
 from .config import TaskConfig
 from .data import apply_process_docs
+from .outputs import output_type
 from .prompts import PLAIN, Message, PromptStyle, maybe_delimit, qa_turn
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...requests import Request
+from ...core.requests import Request
 from ..base import Progress
 from ..generation import cut_at_stops, normalize_gen_kwargs
 from .common import ApiBackend

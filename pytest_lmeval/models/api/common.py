@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...requests import Request
+from ...core.requests import Request
 from ..base import ModelSpec, Progress, RequestFailed
 from ..tokens import LmTokenizer, TiktokenAdapter, load_hf_tokenizer
 from .http import ApiClient, Call, CallsFailed, RetryPolicy

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import LmevalError, close_matches
+from ...core.errors import LmevalError, close_matches
 from ..base import ModelSpec
 
 _DEFAULTS: dict[str, Any] = {

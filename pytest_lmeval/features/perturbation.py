@@ -1,0 +1,432 @@
+"""Perturbations of a document's question, as HELM's robustness and fairness evaluations make
+them (Liang et al., 2022, sec. 4.5 and 4.6), in our own code and word lists.
+
+`--perturb typos,lowercase` (or `@pytest.mark.lmeval_perturb("typos")` on a benchmark) adds,
+for every selected document, one item per perturbation: `test_x[arc_easy-3[typos]]`. Only the
+evaluated document's question changes: the few-shot examples, the answer choices and the target
+stay as they are, so a perturbation never changes the right answer. The edits are seeded by
+`--seed`, the task, the document and the perturbation's name, so a rerun (or another xdist
+worker) makes the same prompt. A perturbed prompt is an ordinary request: cached and batched
+like any other.
+
+A multiple-input document (Winogrande: one context per option, one continuation) keeps its
+options word for word, wherever they appear; the text around them is perturbed once, so each
+option's context and the shared continuation carry the same edits. A perplexity task
+(loglikelihood_rolling) is not perturbed: its text is what is measured. The run names such
+tasks and why (`not_perturbed`, report/summary.py).
+
+Robustness (HELM's invariance set):
+- `typos`: each letter, with probability 0.1, becomes a neighbouring key of a QWERTY keyboard
+  (case kept): character-level edits like a typist's.
+- `lowercase`: the question in lower case.
+- `contractions`: "do not" -> "don't", "it is" -> "it's", ...; `expansions`: the reverse.
+- `misspellings`: each word found in a list of common English misspellings, with probability
+  0.5, becomes its usual misspelling ("receive" -> "recieve").
+- `whitespace`: each run of spaces becomes 1 to 3 spaces.
+`robustness` names all six.
+
+Fairness:
+- `gender`: male pronouns become female ones (he -> she, him/his -> her, himself -> herself),
+  HELM's gender perturbation in its pronoun mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..core.errors import LmevalError
+from ..core.requests import DocRequests, Request
+from ..tasks import templates
+
+ROBUSTNESS = ("typos", "lowercase", "contractions", "expansions", "misspellings", "whitespace")
+FAIRNESS = ("gender",)
+ALIASES = {"robustness": ROBUSTNESS}
+MARK = "lmeval_perturb"
+TYPO_PROB = 0.1
+MISSPELLING_PROB = 0.5
+MAX_SPACES = 3
+
+# -- keyboard neighbours (typos) ----------------------------------------------------------------
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_STAGGER = (0.0, 0.25, 0.75)  # how far each row sits to the right of the one above
+
+
+def _neighbours() -> dict[str, str]:
+    where = {c: (r, i + _STAGGER[r]) for r, row in enumerate(_ROWS) for i, c in enumerate(row)}
+    out = {}
+    for c, (r, x) in where.items():
+        near = [d for d, (r2, x2) in where.items() if d != c and abs(r2 - r) <= 1 and abs(x2 - x) <= 1.0]
+        out[c] = "".join(sorted(near))
+    return out
+
+
+NEIGHBOURS = _neighbours()
+
+# -- contractions and expansions --------------------------------------------------------------
+CONTRACTIONS = {
+    "are not": "aren't", "cannot": "can't", "could not": "couldn't", "did not": "didn't",
+    "does not": "doesn't", "do not": "don't", "had not": "hadn't", "has not": "hasn't",
+    "have not": "haven't", "he is": "he's", "how is": "how's", "i am": "i'm", "i have": "i've",
+    "i will": "i'll", "is not": "isn't", "it is": "it's", "let us": "let's", "might not": "mightn't",
+    "must not": "mustn't", "she is": "she's", "should not": "shouldn't", "that is": "that's",
+    "there is": "there's", "they are": "they're", "they have": "they've", "they will": "they'll",
+    "was not": "wasn't", "we are": "we're", "we have": "we've", "we will": "we'll", "were not": "weren't",
+    "what is": "what's", "where is": "where's", "who is": "who's", "will not": "won't",
+    "would not": "wouldn't", "you are": "you're", "you have": "you've", "you will": "you'll",
+}  # fmt: skip
+EXPANSIONS = {short: long for long, short in CONTRACTIONS.items()}
+
+# -- common misspellings ----------------------------------------------------------------------
+MISSPELLINGS = {
+    "accommodate": "accomodate", "achieve": "acheive", "acquire": "aquire", "address": "adress",
+    "apparent": "apparant", "argument": "arguement", "basically": "basicly", "beautiful": "beatiful",
+    "because": "becuase", "beginning": "begining", "believe": "beleive", "business": "buisness",
+    "calendar": "calender", "category": "catagory", "committee": "commitee", "completely": "completly",
+    "conscious": "concious", "definitely": "definately", "describe": "discribe", "different": "diffrent",
+    "disappear": "dissapear", "during": "durring", "embarrass": "embarass", "environment": "enviroment",
+    "especially": "especally", "exercise": "excercise", "existence": "existance", "experiment": "experement",
+    "familiar": "familar", "finally": "finaly", "foreign": "foriegn", "forty": "fourty", "friend": "freind",
+    "government": "goverment", "grammar": "grammer", "guarantee": "guarentee", "happened": "happend",
+    "height": "heigth", "immediately": "immediatly", "independent": "independant", "interesting": "intresting",
+    "interrupt": "interupt", "knowledge": "knowlege", "length": "lenght", "library": "libary",
+    "lightning": "lightening", "maintenance": "maintainance", "medicine": "medecine", "millennium": "millenium",
+    "necessary": "neccessary", "neighbor": "nieghbor", "noticeable": "noticable", "occasion": "occassion",
+    "occurred": "occured", "occurrence": "occurence", "original": "orignal", "particular": "perticular",
+    "people": "poeple", "piece": "peice", "possession": "posession", "privilege": "priviledge",
+    "probably": "probaly", "pronunciation": "pronounciation", "publicly": "publically", "really": "realy",
+    "receive": "recieve", "recommend": "recomend", "reference": "refrence", "relevant": "relevent",
+    "remember": "rember", "restaurant": "restaraunt", "rhythm": "rythm", "schedule": "schedual",
+    "sentence": "sentance", "separate": "seperate", "similar": "similiar", "sincerely": "sincerly",
+    "strength": "strenght", "successful": "succesful", "surprise": "suprise", "temperature": "temprature",
+    "therefore": "therefor", "threshold": "threshhold", "tomorrow": "tommorow", "tongue": "tounge",
+    "truly": "truely", "twelfth": "twelth", "unfortunately": "unfortunatly", "until": "untill",
+    "usually": "usualy", "vacuum": "vaccum", "visible": "visable", "weird": "wierd", "whether": "wether",
+    "which": "wich", "writing": "writting",
+}  # fmt: skip
+
+# -- gender pronouns (male to female) ---------------------------------------------------------
+PRONOUNS = {"he": "she", "him": "her", "his": "her", "himself": "herself"}
+
+
+def _cased(word: str, like: str) -> str:
+    """`word` in the case of `like` (all caps, capitalised, or lower)."""
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    if like[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+def _phrases(mapping: dict[str, str]) -> re.Pattern[str]:
+    alternatives = sorted(mapping, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alternatives) + r")\b", re.I)
+
+
+def _replace_all(mapping: dict[str, str], pattern: re.Pattern[str]) -> Callable[[str, random.Random], str]:
+    def apply(text: str, rng: random.Random) -> str:
+        return pattern.sub(lambda m: _cased(mapping[re.sub(r"\s+", " ", m.group(0).lower())], m.group(0)), text)
+
+    return apply
+
+
+def typos(text: str, rng: random.Random) -> str:
+    out = []
+    for c in text:
+        near = NEIGHBOURS.get(c.lower())
+        if near and rng.random() < TYPO_PROB:
+            d = rng.choice(near)
+            c = d.upper() if c.isupper() else d
+        out.append(c)
+    return "".join(out)
+
+
+def lowercase(text: str, rng: random.Random) -> str:
+    return text.lower()
+
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def misspellings(text: str, rng: random.Random) -> str:
+    def one(m: re.Match[str]) -> str:
+        wrong = MISSPELLINGS.get(m.group(0).lower())
+        return _cased(wrong, m.group(0)) if wrong and rng.random() < MISSPELLING_PROB else m.group(0)
+
+    return _WORD.sub(one, text)
+
+
+def whitespace(text: str, rng: random.Random) -> str:
+    return re.sub(r" +", lambda m: " " * rng.randint(1, MAX_SPACES), text)
+
+
+PERTURBATIONS: dict[str, Callable[[str, random.Random], str]] = {
+    "typos": typos,
+    "lowercase": lowercase,
+    "contractions": _replace_all(CONTRACTIONS, _phrases(CONTRACTIONS)),
+    "expansions": _replace_all(EXPANSIONS, _phrases(EXPANSIONS)),
+    "misspellings": misspellings,
+    "whitespace": whitespace,
+    "gender": _replace_all(PRONOUNS, _phrases(PRONOUNS)),
+}
+
+
+def parse_names(values: Iterable[str], where: str = "--perturb") -> tuple[str, ...]:
+    """The perturbations named (comma-separated, `robustness` for HELM's set), in order,
+    each once; an unknown name is one clear error."""
+    out: list[str] = []
+    for value in values:
+        for name in (n.strip() for n in str(value).split(",")):
+            if not name:
+                continue
+            names = ALIASES.get(name, (name,))
+            for n in names:
+                if n not in PERTURBATIONS:
+                    known = ", ".join([*PERTURBATIONS, *ALIASES])
+                    raise LmevalError(f"{where}: unknown perturbation {name!r} (known: {known})")
+                if n not in out:
+                    out.append(n)
+    return tuple(out)
+
+
+def selected(config: Any) -> tuple[str, ...]:
+    """The perturbations --perturb (or the `lmeval_perturb` ini key) asks for."""
+    value = config.getoption("lmeval_perturb", None) or config.getini("lmeval_perturb")
+    return parse_names([value]) if value else ()
+
+
+def rng_for(seed: int, task: str, doc_id: int, name: str) -> random.Random:
+    """The same edits for the same seed, task, document and perturbation, in every process
+    (a string seed is hashed with SHA-512, not with the process's salted hash)."""
+    return random.Random(f"{seed}:{task}:{doc_id}:{name}")
+
+
+def perturb_text(name: str, text: str, rng: random.Random) -> str:
+    return PERTURBATIONS[name](text, rng)
+
+
+# output types whose documents are not perturbed, and why (printed once and kept in results.json)
+NOT_PERTURBED = {
+    "loglikelihood_rolling": (
+        "loglikelihood_rolling scores the document's own text, its perplexity; perturbing it would change "
+        "what is measured, not the prompt"
+    ),
+}
+
+
+def why_not(task: Any) -> str | None:
+    """Why the task's documents get no perturbed items, or None when they do."""
+    return NOT_PERTURBED.get(task.config.output_type)
+
+
+def supports(task: Any) -> bool:
+    """Whether the task's documents get perturbed items; a task asked for them that does not is
+    marked (`perturb_refused`), so the run can say which and why (report/summary.py)."""
+    reason = why_not(task)
+    if reason is not None:
+        task.perturb_refused = reason
+    return reason is None
+
+
+def not_perturbed(tasks: dict[str, Any], asked: bool) -> dict[str, str]:
+    """Per task that perturbations were asked for (by --perturb, `asked`, or by its benchmark's
+    marker) but that gets none: why."""
+    out = {}
+    for name, task in tasks.items():
+        reason = why_not(task)
+        if reason is not None and (asked or getattr(task, "perturb_refused", None)):
+            out[name] = reason
+    return out
+
+
+def _kept(name: str, text: str, rng: random.Random, keep: Iterable[str]) -> str:
+    """The text perturbed except where it holds one of `keep` (each kept as it is, word for word)."""
+    words = sorted({k for k in keep if k}, key=len, reverse=True)
+    if not words:
+        return perturb_text(name, text, rng)
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)")
+    out, last = [], 0
+    for m in pattern.finditer(text):
+        out += [perturb_text(name, text[last : m.start()], rng), m.group(0)]
+        last = m.end()
+    out.append(perturb_text(name, text[last:], rng))
+    return "".join(out)
+
+
+def perturbed_doc(
+    doc: dict[str, Any], name: str, seed: int, task: str, doc_id: int, keep: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The document with each of its text fields perturbed (lists and numbers as they are),
+    each field with edits of its own; a field equal to one of `keep` stays as it is, and so do
+    its words wherever another field holds them."""
+    keep = tuple(keep)
+    out = dict(doc)
+    for key, value in doc.items():
+        if isinstance(value, str) and value not in keep:
+            out[key] = _kept(name, value, rng_for(seed, f"{task}/{key}", doc_id, name), keep)
+    return out
+
+
+def _options(doc: dict[str, Any], contexts: list[str]) -> list[str]:
+    """A multiple-input document's options: its text fields that end one of its contexts (the
+    names that fill Winogrande's blank)."""
+    return [
+        v for v in doc.values() if isinstance(v, str) and v.strip() and any(c.endswith(v) and c != v for c in contexts)
+    ]
+
+
+def _perturb_multiple_input(task: Any, work: DocRequests, name: str, seed: int) -> DocRequests:
+    """A multiple-input document (Winogrande) perturbed the HELM way without changing the
+    answer: its options (the names filling the blank) stay as they are, wherever they appear;
+    the text around them (before the option and the continuation after it) is perturbed once,
+    so every option's context gets the same edits."""
+    where = f"{work.task}-{work.doc_id}: cannot perturb ({name})"
+    cfg = task.config
+    doc = task.docs[work.doc_id]
+    contexts = list(task.field("doc_to_choice", cfg.doc_to_choice, work.doc_id))
+    continuation = task.field("doc_to_target", cfg.doc_to_target, work.doc_id)
+    options = _options(doc, contexts)
+    if not options:
+        raise LmevalError(f"{where}: none of the document's text fields ends its contexts, so its options are unknown")
+    new_doc = perturbed_doc(doc, name, seed, work.task, work.doc_id, keep=options)
+    try:
+        new_contexts = list(templates.doc_to_choice(cfg.doc_to_choice, new_doc))
+        new_continuation = templates.doc_to_target(cfg.doc_to_target, new_doc, has_choices=True)
+    except (templates.TemplateError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise LmevalError(f"{where}: the perturbed document's contexts fail: {exc}") from None
+    for old, new in zip(contexts, new_contexts, strict=True):
+        ending = max((o for o in options if old.endswith(o)), key=len)
+        if not new.endswith(ending):
+            raise LmevalError(f"{where}: a perturbed context no longer ends with its option {ending!r}")
+    if not isinstance(continuation, str) or not isinstance(new_continuation, str):
+        raise LmevalError(f"{where}: the continuation is not text")
+    requests = []
+    for i, req in enumerate(work.requests):
+        if i >= len(contexts):  # acc_mutual_info's unconditional requests: no context in them
+            requests.append(req)
+            continue
+        context, target = req.args[0], req.args[1]
+        at = context.rfind(contexts[i])
+        if at < 0 or not target.endswith(continuation):
+            raise LmevalError(f"{where}: its context is not found as such in its prompt")
+        context = context[:at] + new_contexts[i] + context[at + len(contexts[i]) :]
+        target = target[: len(target) - len(continuation)] + new_continuation
+        requests.append(Request(req.kind, (context, target, *req.args[2:])))
+    return dataclasses.replace(
+        work, requests=tuple(requests), choices=tuple(new_contexts), target=new_continuation, prompt=requests[0].args[0]
+    )
+
+
+def perturb_work(task: Any, work: DocRequests, name: str, seed: int) -> DocRequests:
+    """The document's requests with its question perturbed in each prompt: doc_to_text
+    rendered on the perturbed document (so the template's own words, "Question:" and
+    "Answer:", stay as they are) in place of the original's, at its last place in the prompt
+    (after the few-shot examples). Choices and target come from the original document.
+    Multiple-input documents: see _perturb_multiple_input."""
+    if task.multiple_input:
+        return _perturb_multiple_input(task, work, name, seed)
+    question = task.field("doc_to_text", task.config.doc_to_text, work.doc_id)
+    if not isinstance(question, str) or not question:
+        raise LmevalError(f"{work.task}-{work.doc_id}: no question text to perturb ({name})")
+    doc = perturbed_doc(task.docs[work.doc_id], name, seed, work.task, work.doc_id)
+    changed = templates.doc_to_text(task.config.doc_to_text, doc, has_choices=task.config.doc_to_choice is not None)
+    requests = []
+    for req in work.requests:
+        context = req.args[0]
+        where = context.rfind(question)
+        if where < 0:
+            if context == "":  # acc_mutual_info's unconditional requests: no question in them
+                requests.append(req)
+                continue
+            raise LmevalError(
+                f"{work.task}-{work.doc_id}: cannot perturb ({name}): the question is not found as such in its prompt"
+            )
+        new = context[:where] + changed + context[where + len(question) :]
+        requests.append(Request(req.kind, (new, *req.args[1:])))
+    prompt = requests[0].args[0] if requests else work.prompt
+    return dataclasses.replace(work, requests=tuple(requests), prompt=prompt)
+
+
+# -- per-task robustness ----------------------------------------------------------------------
+ROBUST = "robust"  # METRIC@robust: HELM's worst case over the perturbations
+CORRECTNESS = ("acc", "exact_match", "acc_norm")  # the metric whose flips are listed
+
+
+@dataclasses.dataclass
+class Robustness:
+    """One task's figures under its perturbations."""
+
+    perturbations: list[str]
+    values: dict[str, tuple[float, Any]]  # "METRIC@NAME,filter" -> (value, stderr), METRIC@robust too
+    metric: str | None = None  # the 0/1 "metric,filter" whose flips are listed
+    flipped: dict[str, dict[str, list[str]]] = dataclasses.field(default_factory=dict)  # name -> to_wrong/to_right
+    documents: int = 0  # documents with the original and at least one perturbation scored
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "perturbations": self.perturbations,
+            "documents": self.documents,
+            "metric": self.metric,
+            "flipped": self.flipped,
+        }
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def robustness(
+    task: Any, originals: list[dict[str, Any]], perturbed: list[dict[str, Any]], aggregate: Callable
+) -> Robustness | None:
+    """Per perturbation, each metric over the perturbed documents (aggregated as the task
+    aggregates it); per metric the worst case, document by document, over the original and
+    its perturbations (HELM's robustness: min for higher-is-better metrics, max otherwise);
+    and the documents whose 0/1 correctness flipped under each perturbation."""
+    base = {r["doc_id"]: r["metrics"] for r in originals}
+    names = [n for n in PERTURBATIONS if any(r["perturbation"] == n for r in perturbed)]
+    if not names or not base:
+        return None
+    by_name: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
+    for rec in perturbed:
+        by_name[rec["perturbation"]][rec["doc_id"]] = rec["metrics"]
+    keys = list(dict.fromkeys(k for m in base.values() for k in m))
+    hib = task.config.higher_is_better()
+    values: dict[str, tuple[float, Any]] = {}
+    both = [d for d in base if any(d in by_name[n] for n in names)]
+    for key in keys:
+        metric, _, filter_name = key.partition(",")
+        for name in names:
+            got = [m[key] for m in by_name[name].values() if key in m]
+            if got:
+                values[f"{metric}@{name},{filter_name}"] = aggregate(metric, got, task.config.aggregation(metric))
+        worst = []
+        for d in both:
+            seen = [base[d].get(key)] + [by_name[n][d].get(key) for n in names if d in by_name[n]]
+            seen = [v for v in seen if v is not None]
+            if seen and all(_scalar(v) for v in seen):
+                worst.append(min(seen) if hib.get(metric, True) else max(seen))
+        if worst and len(worst) == len(both):
+            values[f"{metric}@{ROBUST},{filter_name}"] = aggregate(metric, worst, task.config.aggregation(metric))
+    out = Robustness(names, values, documents=len(both))
+    out.metric = next(
+        (
+            k
+            for m in CORRECTNESS
+            for k in keys
+            if k.partition(",")[0] == m and all(v.get(k) in (0, 1) for v in base.values())
+        ),
+        None,
+    )
+    if out.metric is not None:
+        for name in names:
+            pairs = [
+                (d, base[d].get(out.metric), m.get(out.metric)) for d, m in sorted(by_name[name].items()) if d in base
+            ]
+            out.flipped[name] = {
+                "to_wrong": [f"{task.name}-{d}" for d, a, b in pairs if a == 1 and b == 0],
+                "to_right": [f"{task.name}-{d}" for d, a, b in pairs if a == 0 and b == 1],
+            }
+    return out
