@@ -105,7 +105,7 @@ def main() -> int:
     from mirror import merged_mirror
 
     from pytest_lmeval.core.errors import LmevalError
-    from pytest_lmeval.tasks import Registry
+    from pytest_lmeval.tasks.registry import Registry
 
     started = time.time()
     names = catalogue_names()

@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_lmeval.core.requests import Request  # noqa: E402
-from pytest_lmeval.models.base import ModelSpec  # noqa: E402
 from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
-from pytest_lmeval.tasks import Registry, Task  # noqa: E402
+from pytest_lmeval.models.spec import ModelSpec  # noqa: E402
+from pytest_lmeval.tasks.registry import Registry  # noqa: E402
+from pytest_lmeval.tasks.task import Task  # noqa: E402
 
 JOBS = [("arc_easy", 0, 300), ("arc_challenge", 25, 60), ("mmlu_high_school_psychology", 5, 150)]
 

@@ -22,24 +22,9 @@ Everything not exported here is internal.
 from .tasks.benchmark import Doc, benchmark
 from .tasks.config import GroupConfig as Group
 from .tasks.config import TaskConfig as Task
-from .tasks.declare import (
-    Data,
-    FewShot,
-    Metric,
-    fewshot,
-    generate,
-    group,
-    hub,
-    judge,
-    local,
-    loglikelihood,
-    metric,
-    multiple_choice,
-    multiple_input,
-    regex,
-    rolling,
-    rows,
-)
+from .tasks.declare import generate, group, loglikelihood, multiple_choice, multiple_input, rolling
+from .tasks.declare_data import Data, FewShot, fewshot, hub, local, rows
+from .tasks.declare_metrics import Metric, judge, metric, regex
 
 __all__ = [
     "Data",

@@ -39,7 +39,7 @@ class LibraryTasks:
     registry's, with the overrides of nothing."""
 
     def __init__(self) -> None:
-        from pytest_lmeval.tasks import Registry
+        from pytest_lmeval.tasks.registry import Registry
 
         self.registry = Registry.scan([ROOT / "evals"], lm_eval_catalogue=True)
 

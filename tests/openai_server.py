@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from aiohttp import web
 
-from pytest_lmeval.models.hf.scorer import cache_argument, returned_cache
+from pytest_lmeval.models.hf.kv_cache import cache_argument, returned_cache
 
 
 class ModelService:

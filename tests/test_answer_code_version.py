@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pytest_lmeval.core.requests import Request
-from pytest_lmeval.engine.cache import ANSWER_CODE_VERSION
+from pytest_lmeval.engine.fingerprint import ANSWER_CODE_VERSION
 
 STORED = Path(__file__).parent / "data" / "answer_code_version.json"
 REGENERATE = "python tests/test_answer_code_version.py"
@@ -40,8 +40,8 @@ REQUESTS = [
 
 
 def answers(model_folder: Path) -> list[Any]:
-    from pytest_lmeval.models.base import ModelSpec
     from pytest_lmeval.models.hf.backend import HFBackend
+    from pytest_lmeval.models.spec import ModelSpec
 
     spec = ModelSpec("hf", str(model_folder), {"dtype": "float32", "max_length": 64})
     backend = HFBackend(spec, device="cpu", batch_size=2)

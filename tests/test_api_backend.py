@@ -19,8 +19,9 @@ from pytest_lmeval.core.requests import Request
 from pytest_lmeval.models.api.chat import LocalChatCompletions
 from pytest_lmeval.models.api.completions import LocalCompletions, OpenAICompletions
 from pytest_lmeval.models.api.http import RetryPolicy, parse_retry_after
-from pytest_lmeval.models.base import ModelSpec, RequestFailed
+from pytest_lmeval.models.backend import RequestFailed
 from pytest_lmeval.models.hf.backend import HFBackend
+from pytest_lmeval.models.spec import ModelSpec
 
 LL_TOL = 1e-4
 HF_MAX = 40  # hf scores with up to 40 tokens of input; the API keeps max_length - 1 tokens

@@ -10,7 +10,7 @@ import re
 import pytest
 from quiz_project import read_json, read_jsonl, run, table_rows, write_quiz
 
-from pytest_lmeval.features import calibration as cal
+from pytest_lmeval.scoring import calibration as cal
 
 # 20 documents, listed out of order; sorted, they fall into 10 bins of two (confidence, right):
 # (0.30 0, 0.34 1) (0.40 0, 0.44 0) (0.50 1, 0.52 0) (0.55 1, 0.57 1) (0.60 0, 0.62 1)

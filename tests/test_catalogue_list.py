@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from pytest_lmeval.core.errors import LmevalError  # noqa: E402
-from pytest_lmeval.tasks import Registry  # noqa: E402
 from pytest_lmeval.tasks.lmeval.catalogue import Catalogue, lm_eval_tasks_dir  # noqa: E402
+from pytest_lmeval.tasks.registry import Registry  # noqa: E402
 
 
 @pytest.fixture(scope="module")

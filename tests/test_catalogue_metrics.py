@@ -22,8 +22,8 @@ from mirror import LibraryTasks, merged_mirror  # noqa: E402
 from pytest_lmeval.core.errors import LmevalError  # noqa: E402
 from pytest_lmeval.scoring.aggregate import aggregate  # noqa: E402
 from pytest_lmeval.scoring.document import score  # noqa: E402
-from pytest_lmeval.tasks import Task  # noqa: E402
-from pytest_lmeval.tasks.config import task_config_from_dict  # noqa: E402
+from pytest_lmeval.tasks.config_parsing import task_config_from_dict  # noqa: E402
+from pytest_lmeval.tasks.task import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")
 

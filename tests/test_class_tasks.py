@@ -23,10 +23,10 @@ from pytest_lmeval.core.errors import LmevalError  # noqa: E402
 from pytest_lmeval.models.dummy import dummy_generation  # noqa: E402
 from pytest_lmeval.scoring.aggregate import aggregate  # noqa: E402
 from pytest_lmeval.scoring.document import score  # noqa: E402
-from pytest_lmeval.tasks import Registry  # noqa: E402
 from pytest_lmeval.tasks.lmeval import catalogue_metrics  # noqa: E402
 from pytest_lmeval.tasks.lmeval.class_tasks import ClassTask, task_for  # noqa: E402
 from pytest_lmeval.tasks.prompts import PromptStyle  # noqa: E402
+from pytest_lmeval.tasks.registry import Registry  # noqa: E402
 
 pytest.importorskip("lm_eval")
 

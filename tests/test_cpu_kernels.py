@@ -16,11 +16,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from pytest_lmeval.core.requests import Request  # noqa: E402
-from pytest_lmeval.models.base import ModelSpec  # noqa: E402
 from pytest_lmeval.models.hf import cpu_kernels  # noqa: E402
 from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
 from pytest_lmeval.models.hf.cpu_kernels import PackedLinear  # noqa: E402
-from pytest_lmeval.models.hf.scorer import cache_argument, returned_cache  # noqa: E402
+from pytest_lmeval.models.hf.kv_cache import cache_argument, returned_cache  # noqa: E402
+from pytest_lmeval.models.spec import ModelSpec  # noqa: E402
 
 needs_onednn = pytest.mark.skipif(not cpu_kernels.available(), reason="this PyTorch has no oneDNN packed linear")
 
@@ -88,7 +88,7 @@ def test_backend_generates_packed_and_scores_plain(tiny_model: Path) -> None:
     pairs = [Request.loglikelihood(f"Q: {q}\nA:", f" {a}") for q, a in [("sky", "blue"), ("grass", "green is it")]]
     want = plain.loglikelihood(pairs, lambda n: None)
     assert packed.loglikelihood(pairs, lambda n: None) == want
-    # three rows decode together: PyTorch's head gets blank rows (hf_decode.py), the packed one none
+    # three rows decode together: PyTorch's head gets blank rows (cpu.py), the packed one none
     reqs = [Request.generate_until(p, {"until": ["\n\n"], "max_gen_toks": 24}) for p in ("one two", "A B C", "the sun")]
     texts = plain.generate_until(reqs, lambda n: None)
     assert all(type(m) is not PackedLinear for m in plain.model.modules())

@@ -10,6 +10,7 @@ import pytest
 from quiz_project import read_json, read_jsonl, write_quiz
 
 from pytest_lmeval.core.requests import Request
+from pytest_lmeval.engine import costs as costs_of
 from pytest_lmeval.features import efficiency
 
 
@@ -24,12 +25,12 @@ def test_a_calls_time_is_divided_by_tokens() -> None:
     a = Request.loglikelihood("one two three", " four")  # 4 tokens
     b = Request.loglikelihood("one", " two")  # 2 tokens
     g = Request.generate_until("one two", {"until": ["\n"]})  # 2 in, 4 generated
-    costs = efficiency.share(Words(), [a, b, g], [(-1.0, True), (-2.0, False), "x y z w"], 1.2)
-    assert costs[a] == efficiency.Cost(1.2 * 4 / 12, 4, None)
-    assert costs[b] == efficiency.Cost(1.2 * 2 / 12, 2, None)
-    assert costs[g] == efficiency.Cost(1.2 * 6 / 12, 2, 4)
+    costs = costs_of.share(Words(), [a, b, g], [(-1.0, True), (-2.0, False), "x y z w"], 1.2)
+    assert costs[a] == costs_of.Cost(1.2 * 4 / 12, 4, None)
+    assert costs[b] == costs_of.Cost(1.2 * 2 / 12, 2, None)
+    assert costs[g] == costs_of.Cost(1.2 * 6 / 12, 2, 4)
     # without a tokenizer: by characters
-    plain = efficiency.share(object(), [a, b], [(-1.0, True), (-2.0, False)], 1.0)
+    plain = costs_of.share(object(), [a, b], [(-1.0, True), (-2.0, False)], 1.0)
     assert plain[a].seconds == pytest.approx(18 / 25) and plain[a].input_tokens is None
     doc = efficiency.of_document([a, g, b], {a: costs[a], g: costs[g]})
     assert doc == {
@@ -84,7 +85,7 @@ class Timed(Words):
 def test_time_to_first_token_travels_per_request_and_is_summarised_per_task() -> None:
     g1 = Request.generate_until("one two", {"until": ["\n"]})
     g2 = Request.generate_until("three", {"until": ["\n"]})
-    costs = efficiency.share(Timed({g1: 0.25}), [g1, g2], ["x y", "z"], 1.0)
+    costs = costs_of.share(Timed({g1: 0.25}), [g1, g2], ["x y", "z"], 1.0)
     assert (costs[g1].first_token_seconds, costs[g2].first_token_seconds) == (0.25, None)  # g2: not told
     one = efficiency.of_document([g1], costs)
     assert one["first_token_seconds"] == [0.25] and one["request_seconds"] == [round(4 / 6, 6)]
@@ -95,7 +96,7 @@ def test_time_to_first_token_travels_per_request_and_is_summarised_per_task() ->
     assert summary["first_token_seconds"] == {"mean": 0.25, "median": 0.25, "p90": 0.25, "max": 0.25}
     assert summary["first_token_note"].startswith("time to first token: seconds from the start of the batch step")
     # a backend that cannot tell: none, and why (never a zero); nothing computed: says so
-    untold = efficiency.share(Words(), [g1], ["x"], 1.0)
+    untold = costs_of.share(Words(), [g1], ["x"], 1.0)
     assert efficiency.summary([{"efficiency": efficiency.of_document([g1], untold)}])["first_token_seconds"] is None
     assert efficiency.summary([{"efficiency": efficiency.of_document([g1], untold)}])["first_token_note"] == (
         "not reported by this backend"
@@ -175,9 +176,9 @@ def test_transformers_generate_path_tells_time_to_first_token_too(tiny_model, mo
     """Sampling and seq2seq go through transformers' `generate`: a streamer notes its first new
     tokens, so those requests have a time to first token as well (the rows of one batch share it)."""
     pytest.importorskip("transformers")
-    from pytest_lmeval.models.base import ModelSpec
     from pytest_lmeval.models.hf import generate as hf_generate
     from pytest_lmeval.models.hf.backend import HFBackend
+    from pytest_lmeval.models.spec import ModelSpec
 
     backend = HFBackend(ModelSpec("hf", str(tiny_model), {}), device="cpu", batch_size=2)
     monkeypatch.setattr(hf_generate, "_decodes_itself", lambda *a: False)

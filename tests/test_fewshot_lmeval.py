@@ -12,7 +12,8 @@ import pytest
 from lmeval_ref import lm_eval_tasks_dir, lm_task, lmeval_mirror
 from mirror import LibraryTasks, shared_mirror
 
-from pytest_lmeval.tasks import Registry, Task
+from pytest_lmeval.tasks.registry import Registry
+from pytest_lmeval.tasks.task import Task
 
 pytest.importorskip("lm_eval")
 

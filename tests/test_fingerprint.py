@@ -14,8 +14,8 @@ import pytest
 import torch
 from quiz_project import read_json, write_quiz
 
-from pytest_lmeval.engine.cache import ANSWER_CODE_VERSION, fingerprint, fingerprint_parts
-from pytest_lmeval.models.base import ModelSpec
+from pytest_lmeval.engine.fingerprint import ANSWER_CODE_VERSION, fingerprint, fingerprint_parts
+from pytest_lmeval.models.spec import ModelSpec
 
 SHA1 = "1" * 40
 SHA2 = "2" * 40
@@ -145,7 +145,7 @@ def test_hf_dtype_names_match_the_backend() -> None:
 def test_a_local_files_hash_is_kept_on_disk_until_the_file_changes(tmp_path: Path, monkeypatch) -> None:
     """Weights are hashed by content once, not in every run: the digest is stored under the
     file's inode, size and times, and any write (even one that puts the mtime back) hashes again."""
-    from pytest_lmeval.engine import cache
+    from pytest_lmeval.engine import fingerprint as cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     weights = tmp_path / "model" / "model.safetensors"
@@ -160,7 +160,6 @@ def test_a_local_files_hash_is_kept_on_disk_until_the_file_changes(tmp_path: Pat
 
     # just written: within the window where a second write may keep the same times, not stored
     first = cache._file_identity([weights])
-    cache._hashed.clear()
     with monkeypatch.context() as m:
         m.setattr(Path, "open", unreadable)
         with pytest.raises(AssertionError, match="read again"):
@@ -168,7 +167,6 @@ def test_a_local_files_hash_is_kept_on_disk_until_the_file_changes(tmp_path: Pat
 
     monkeypatch.setattr(cache, "_SETTLED_S", 0.0)  # settled: stored, and a new process reads no byte of it
     assert cache._file_identity([weights]) == first
-    cache._hashed.clear()
     with monkeypatch.context() as m:
         m.setattr(Path, "open", unreadable)
         assert cache._file_identity([weights]) == first
@@ -179,5 +177,4 @@ def test_a_local_files_hash_is_kept_on_disk_until_the_file_changes(tmp_path: Pat
     time.sleep(0.05)  # past the kernel's timestamp tick (the racy window is off in this test)
     weights.write_bytes(b"b" * 4096)
     os.utime(weights, ns=(mtime, mtime))
-    cache._hashed.clear()
     assert cache._file_identity([weights]) != first

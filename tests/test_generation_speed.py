@@ -16,10 +16,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pytest_lmeval.core.requests import Request  # noqa: E402
-from pytest_lmeval.models.base import ModelSpec  # noqa: E402
 from pytest_lmeval.models.hf import generate as hf_generate  # noqa: E402
 from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
 from pytest_lmeval.models.hf.prefix_plan import generation_prefixes  # noqa: E402
+from pytest_lmeval.models.spec import ModelSpec  # noqa: E402
 
 MIRROR = Path(__file__).parent / "data" / "mirror" / "openai" / "gsm8k" / "main"
 FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 12  # ~200 tokens
@@ -73,13 +73,26 @@ def test_continuous_batches_equal_one_at_a_time(
         assert counts["forward_tokens"] < counts["tokens"] - (len(TAILS) - 2) * len(FEWSHOT) // 4
 
 
+def test_a_gpus_tuning_generates_the_same_texts(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device-neutral decoder with a GPU's numbers (no padded output products, drafts
+    weighed against a GPU's pass cost, up to 256 rows) writes the CPU's texts."""
+    from pytest_lmeval.models.hf.tuning import Tuning
+
+    reqs = [Request.generate_until(FEWSHOT + "Question: " + t, {"until": UNTIL, "max_gen_toks": 24}) for t in TAILS]
+    want = _backend(tiny_model, "auto").generate_until(reqs, lambda n: None)
+    backend = _backend(tiny_model, "auto", packed_linear=False)
+    backend.tuning = Tuning(backend.device)
+    monkeypatch.setattr(backend.tuning, "kv_budget", lambda: 1 << 30)  # no CUDA to ask
+    assert backend.generate_until(reqs, lambda n: None) == want
+
+
 def test_decoder_batch_is_sized_by_kv_memory(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With room for two rows' KV cache, two rows decode together, whatever the batch size."""
-    from pytest_lmeval.models.hf import scorer as hf_scorer
+    from pytest_lmeval.models.hf.kv_cache import kv_bytes_per_token
 
     backend = _backend(tiny_model, 64)
-    per_row = hf_scorer.kv_bytes_per_token(backend.model) * (len(backend.tok_encode(FEWSHOT)) + 8 + 20)
-    monkeypatch.setattr(hf_generate, "memory_budget", lambda device: 2 * per_row)
+    per_row = kv_bytes_per_token(backend.model) * (len(backend.tok_encode(FEWSHOT)) + 8 + 20)
+    monkeypatch.setattr(backend.tuning, "kv_budget", lambda: 2 * per_row)
     rows: list[int] = []
     backend.model.register_forward_pre_hook(
         lambda _m, args, kwargs: rows.append(int((args[0] if args else kwargs["input_ids"]).shape[0])),

@@ -18,9 +18,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from pytest_lmeval.core.requests import Request  # noqa: E402
-from pytest_lmeval.models.base import ModelSpec  # noqa: E402
 from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
-from pytest_lmeval.models.hf.scorer import TokenBudget  # noqa: E402
+from pytest_lmeval.models.hf.cpu import CpuTuning  # noqa: E402
+from pytest_lmeval.models.hf.device import tuning_for  # noqa: E402
+from pytest_lmeval.models.hf.scorer import Scorer, TokenBudget  # noqa: E402
+from pytest_lmeval.models.hf.tuning import Tuning  # noqa: E402
+from pytest_lmeval.models.spec import ModelSpec  # noqa: E402
 
 FEWSHOT = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
 QUESTIONS = [
@@ -248,7 +251,7 @@ def test_batched_generation_stops_each_row_at_its_own_stop_sequence(tiny_model: 
 
 
 def test_cpu_batches_are_cut_to_pad_little() -> None:
-    budget = TokenBudget("auto", torch.device("cpu"))
+    budget = TokenBudget("auto", tuning_for(torch.device("cpu")))
     # one batch would pad six rows to 50 tokens (300 + one pass); two pad 40 tokens fewer
     assert budget.sizes([50, 48, 10, 10, 10, 9]) == [2, 4]
     # rows of equal width fill batches up to the budget of 2048 tokens
@@ -256,7 +259,31 @@ def test_cpu_batches_are_cut_to_pad_little() -> None:
     # leaves on a cached prefix: the tokens they run count for the budget, their cached width
     # (four times the budget at most) for memory
     assert budget.sizes([1000 + 8] * 20, [8] * 20) == [8, 8, 4]
-    assert TokenBudget(4, torch.device("cpu")).sizes([50, 48, 10, 10, 10, 9]) == [4, 2]
+    assert TokenBudget(4, tuning_for(torch.device("cpu"))).sizes([50, 48, 10, 10, 10, 9]) == [4, 2]
+
+
+def test_the_device_picks_the_tuning() -> None:
+    cpu, gpu = tuning_for(torch.device("cpu")), tuning_for(torch.device("cuda", 0))
+    assert isinstance(cpu, CpuTuning) and type(gpu) is Tuning
+    # a GPU takes one batch at a time, as many rows as the budget holds, and grows the budget
+    budget = TokenBudget("auto", gpu)
+    assert budget.sizes([50, 48, 10, 10, 10, 9]) == [6]
+    assert budget.sizes([4096] * 9) == [4]
+    budget.succeeded()
+    assert budget.tokens == 2 * gpu.batch_tokens
+    # a CPU's budget stays where it started
+    budget = TokenBudget("auto", cpu)
+    budget.succeeded()
+    assert budget.tokens == cpu.batch_tokens
+
+
+def test_a_gpus_tuning_scores_the_same_on_this_cpu(tiny_model: Path, direct) -> None:
+    """The device-neutral path with a GPU's numbers (one batch at a time, no merged prefix
+    caches, prefixes reused only where they save a GPU's pass cost) gives the same scores."""
+    backend = _backend(tiny_model, "auto", packed_linear=False)
+    budget = TokenBudget("auto", Tuning(backend.device))
+    backend.scorer = Scorer(backend.model, backend.max_length, budget, None, prefix_reuse=True)
+    _close(_score(backend), direct)
 
 
 def test_models_that_bypass_their_output_module_score_the_same(tiny_model: Path, direct) -> None:

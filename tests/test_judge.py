@@ -17,7 +17,7 @@ import pytest
 from benchmark_source import benchmark_source
 from openai_server import ModelService, OpenAIServer
 
-from pytest_lmeval.features.judging import Judge
+from pytest_lmeval.tasks.judged_metrics import Judge
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,8 +25,8 @@ from mirror import LibraryTasks, merged_mirror  # noqa: E402
 
 from pytest_lmeval.report import leaderboard  # noqa: E402
 from pytest_lmeval.scoring.document import score  # noqa: E402
-from pytest_lmeval.tasks import Task  # noqa: E402
 from pytest_lmeval.tasks.lmeval.yaml_loader import reset_run_random  # noqa: E402
+from pytest_lmeval.tasks.task import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")
 

@@ -14,13 +14,15 @@ import pytest
 from quiz_project import read_json, read_jsonl, run, table_rows, write_quiz
 
 from pytest_lmeval.features import perturbation as perturb
+from pytest_lmeval.features import perturbation_edits as edits
+from pytest_lmeval.features import perturbation_words as words
 
 TEXT = "Which of these do not change? He said it is his dog, and I am sure they are right."
 
 
 def test_each_perturbation_on_fixed_text() -> None:
     def do(name: str, text: str = TEXT, seed: int = 1) -> str:
-        return perturb.perturb_text(name, text, perturb.rng_for(seed, "t", 0, name))
+        return edits.perturb_text(name, text, edits.rng_for(seed, "t", 0, name))
 
     assert do("lowercase") == "which of these do not change? he said it is his dog, and i am sure they are right."
     assert do("contractions") == "Which of these don't change? He said it's his dog, and I'm sure they're right."
@@ -38,12 +40,12 @@ def test_each_perturbation_on_fixed_text() -> None:
     assert len(typed) == len(TEXT) and typed != TEXT
     for before, after in zip(TEXT, typed, strict=True):  # each edit is a neighbouring key, same case
         if before != after:
-            assert after.lower() in perturb.NEIGHBOURS[before.lower()] and before.isupper() == after.isupper()
+            assert after.lower() in words.NEIGHBOURS[before.lower()] and before.isupper() == after.isupper()
 
 
 def test_edits_are_seeded_by_seed_task_document_and_name() -> None:
     def typos(seed: int, task: str = "t", doc: int = 0) -> str:
-        return perturb.perturb_text("typos", TEXT * 3, perturb.rng_for(seed, task, doc, "typos"))
+        return edits.perturb_text("typos", TEXT * 3, edits.rng_for(seed, task, doc, "typos"))
 
     assert typos(1) == typos(1)
     assert len({typos(1), typos(2), typos(1, "u"), typos(1, doc=1)}) == 4

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_lmeval.core.errors import LmevalError
-from pytest_lmeval.run.options import parse_gen_kwargs
+from pytest_lmeval.run.option_values import parse_gen_kwargs
 from pytest_lmeval.tasks.chat import select_template
 
 CASES = [

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lmeval_ref import hf_chat_template, lm_eval_tasks_dir, lm_requests, lm_task, lmeval_mirror  # noqa: E402
 from mirror import LibraryTasks, merged_mirror, shared_mirror  # noqa: E402
 
-from pytest_lmeval.tasks import Task  # noqa: E402
 from pytest_lmeval.tasks.chat import ChatTemplate  # noqa: E402
 from pytest_lmeval.tasks.prompts import PLAIN, PromptStyle  # noqa: E402
+from pytest_lmeval.tasks.task import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")
 

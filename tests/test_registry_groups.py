@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_lmeval.core.errors import LmevalError
-from pytest_lmeval.tasks import Registry
 from pytest_lmeval.tasks.lmeval.catalogue import lm_eval_tasks_dir
+from pytest_lmeval.tasks.registry import Registry
 
 BASE = """\
 task: {name}

@@ -16,8 +16,8 @@ import pytest
 from golden_project import run, use_variant, write_project
 from mirror import ROOT, shared_mirror
 
-from pytest_lmeval.report import results as results_module
-from pytest_lmeval.report.results import atomic_write
+from pytest_lmeval.core import files as files_module
+from pytest_lmeval.core.files import atomic_write
 
 A = [(True, False)] * 14 + [(False, True)] * 2 + [(True, True)] * 16 + [(False, False)] * 8
 B = [(True, False)] * 3 + [(False, True)] * 1 + [(True, True)] * 10 + [(False, False)] * 6
@@ -107,7 +107,7 @@ def test_atomic_write_never_leaves_a_half_written_file(tmp_path: Path, monkeypat
     def crash(src: str, dst: Path) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(results_module.os, "replace", crash)
+    monkeypatch.setattr(files_module.os, "replace", crash)
     with pytest.raises(OSError, match="disk gone"):
         atomic_write(target, '{"new": true}\n')
     assert target.read_text() == '{"old": true}\n'

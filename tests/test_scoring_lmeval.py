@@ -22,7 +22,7 @@ from mirror import LibraryTasks, merged_mirror, shared_mirror  # noqa: E402
 from pytest_lmeval.core.requests import Request  # noqa: E402
 from pytest_lmeval.scoring import metrics  # noqa: E402
 from pytest_lmeval.scoring.document import score  # noqa: E402
-from pytest_lmeval.tasks import Task  # noqa: E402
+from pytest_lmeval.tasks.task import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")
 from lm_eval.api.metrics import bits_per_byte, exact_match_hf_evaluate, weighted_perplexity  # noqa: E402

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from pytest_lmeval.core.requests import Request  # noqa: E402
-from pytest_lmeval.models.base import ModelSpec  # noqa: E402
 from pytest_lmeval.models.hf.backend import HFBackend  # noqa: E402
+from pytest_lmeval.models.spec import ModelSpec  # noqa: E402
 
 PROMPTS = [
     "Question: What is the capital of France?\nAnswer:",

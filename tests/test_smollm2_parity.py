@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from mirror import LibraryTasks
 
-from pytest_lmeval.models.base import ModelSpec
 from pytest_lmeval.models.hf.backend import HFBackend
+from pytest_lmeval.models.spec import ModelSpec
 from pytest_lmeval.scoring import metrics
-from pytest_lmeval.tasks import Task
+from pytest_lmeval.tasks.task import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((Path(__file__).parent / "data" / "lmeval_reference.json").read_text())

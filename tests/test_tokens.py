@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tiny_model import build_tiny_model
 
-from pytest_lmeval.models.base import ModelSpec
 from pytest_lmeval.models.hf.backend import HFBackend
+from pytest_lmeval.models.spec import ModelSpec
 from pytest_lmeval.models.tokens import LmTokenizer
 
 PAIRS = [

@@ -14,8 +14,9 @@ from tiny_model import build_tiny_model
 
 from pytest_lmeval.core.errors import LmevalError
 from pytest_lmeval.core.requests import Request
-from pytest_lmeval.models.base import ModelSpec, RequestFailed
+from pytest_lmeval.models.backend import RequestFailed
 from pytest_lmeval.models.hf.backend import HFBackend
+from pytest_lmeval.models.spec import ModelSpec
 from pytest_lmeval.models.tokens import LmTokenizer
 
 FAKES = Path(__file__).parent / "fakes"
@@ -202,7 +203,7 @@ def test_a_hub_model_loads_the_commit_the_cache_is_keyed_by(fake_vllm, tiny: Pat
     gets that commit as `revision`), not whatever the moving ref points at later."""
     import shutil
 
-    from pytest_lmeval.engine.cache import fingerprint_parts
+    from pytest_lmeval.engine.fingerprint import fingerprint_parts
 
     repo = tmp_path / "hub" / "models--org--tiny"
     shutil.copytree(tiny, repo / "snapshots" / ("3" * 40))

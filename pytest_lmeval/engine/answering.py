@@ -22,10 +22,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ..core.requests import KINDS, Request, Response
-from ..features import efficiency
-from ..models.base import Backend, RequestFailed
-from ..run.answer_checks import Unanswered
+from ..models.backend import Backend, RequestFailed
+from .answer_checks import Unanswered
 from .cache import ResponseCache
+from .costs import Cost, share
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 CHUNK = 512  # requests per backend call when caching: the unit of loss on a crash
@@ -42,7 +42,7 @@ class EngineStats:
     tokens: dict[str, int] = field(default_factory=dict)  # the backend's token_counts(), if any
     failed: int = 0  # requests the backend gave up on
     not_run: int = 0  # requests never sent: the run stopped at a failed one first
-    costs: dict[Request, efficiency.Cost] = field(default_factory=dict)  # per computed request (not in to_json)
+    costs: dict[Request, Cost] = field(default_factory=dict)  # per computed request (not in to_json)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -124,6 +124,7 @@ def run_requests(
         return answers, stats
     policy = _POLICY.get() or FailurePolicy()
     backend = get_backend()
+    stated = getattr(backend, "take_stated", None)  # API backends: the model each server stated
     started = time.perf_counter()
     for kind in KINDS:
         # Sorted by prompt so requests sharing a prefix stay in one chunk.
@@ -151,7 +152,7 @@ def run_requests(
                     failed, reason, completed = given_up
                     answers.update(completed)  # keep what the backend finished before giving up
                     if cache is not None and completed:
-                        cache.store(completed)
+                        cache.store(completed, stated)
                     if not policy.ignore_errors:  # the others were not answered either: not run
                         failed = failed[:1]
                     answers.update((r, Unanswered(reason)) for r in failed)
@@ -167,10 +168,10 @@ def run_requests(
                         f"for {len(pending)} {kind} requests"
                     )
                 pairs = list(zip(pending, responses, strict=True))
-                stats.costs.update(efficiency.share(backend, pending, responses, time.perf_counter() - called))
+                stats.costs.update(share(backend, pending, responses, time.perf_counter() - called))
                 answers.update(pairs)
                 if cache is not None:
-                    cache.store(pairs)
+                    cache.store(pairs, stated)
                 pending = []
         if policy.stopped is not None:
             break

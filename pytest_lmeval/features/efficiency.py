@@ -25,11 +25,18 @@ report's latency distribution) sums and summarises them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from ..core.requests import Request
+from ..engine.costs import Cost
+
+if TYPE_CHECKING:
+    from ..engine.answering import EngineStats
+    from ..run.result import RunResult
+    from ..tasks.benchmark import Doc
 
 NOTE = "measurements of this run on this machine (batched work divided over its requests), not metrics of the model"
 KEY = "efficiency"  # the per-document record's key
@@ -39,37 +46,6 @@ TTFT_NOTE = (
 )
 NOT_REPORTED = "not reported by this backend"
 NONE_COMPUTED = "no generation request computed this run (all from the cache)"
-
-
-@dataclass(frozen=True)
-class Cost:
-    seconds: float
-    input_tokens: int | None  # prompt and continuation; None when the backend has no tokenizer
-    generated_tokens: int | None  # generation only
-    first_token_seconds: float | None = None  # generation, where the backend tells it (TTFT)
-
-
-def _tokens(count: Callable[[str], int] | None, text: str) -> int | None:
-    return count(text) if count is not None and text else (0 if count is not None else None)
-
-
-def share(backend: Any, requests: Sequence[Request], responses: Sequence[Any], seconds: float) -> dict[Request, Cost]:
-    """One backend call's time divided over its requests by their work."""
-    encode = getattr(backend, "tok_encode", None)
-    ttft = getattr(backend, "first_token_seconds", None) or {}
-    count = (lambda text: len(encode(text))) if callable(encode) else None
-    sizes = []
-    for req, resp in zip(requests, responses, strict=True):
-        text_in = "".join(a for a in req.args if isinstance(a, str))
-        text_out = resp if req.kind == "generate_until" and isinstance(resp, str) else ""
-        tin, tout = _tokens(count, text_in), _tokens(count, text_out) if req.kind == "generate_until" else None
-        work = (tin or 0) + (tout or 0) if count is not None else len(text_in) + len(text_out)
-        sizes.append((tin, tout, max(work, 1)))
-    total = sum(w for _, _, w in sizes)
-    return {
-        req: Cost(seconds * w / total, tin, tout, ttft.get(req) if req.kind == "generate_until" else None)
-        for req, (tin, tout, w) in zip(requests, sizes, strict=True)
-    }
 
 
 def of_document(requests: Iterable[Request], costs: Mapping[Request, Cost]) -> dict[str, Any]:
@@ -150,3 +126,55 @@ def summary(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
         if out["seconds"]:
             out["tokens_per_second"] = (tokens_in + tokens_out) / out["seconds"]
     return out
+
+
+class Efficiency:
+    """What this process's computed requests cost (filled as the engine answers), under its own
+    stash key; each scored document's record carries its requests' share, and the controller
+    summarises them per task."""
+
+    stash_key = pytest.StashKey["Efficiency"]()
+
+    def __init__(self) -> None:
+        self.costs: dict[Request, Cost] = {}
+
+    def pytest_lmeval_answered(self, stats: EngineStats) -> None:
+        self.costs.update(stats.costs)
+
+    def pytest_lmeval_document_record(self, doc: Doc, record: dict[str, Any]) -> None:
+        record[KEY] = of_document(doc.work.requests, self.costs)
+
+    def pytest_lmeval_conclude(self, result: RunResult) -> None:
+        figures = {}
+        for name in result.results.task_names:
+            got = summary(r for r in result.records + result.perturbed if r["task"] == name)
+            if got is not None:
+                figures[name] = got
+        if figures:
+            result.sections["efficiency"] = figures
+            result.lines += terminal_lines(figures)
+
+
+def terminal_lines(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per task that computed requests: seconds, per-request latency, token rate."""
+    lines = []
+    for name, e in figures.items():
+        per = e.get("seconds_per_request")
+        if not per:
+            continue
+        rate = f", {e['tokens_per_second']:.0f} tokens/s" if e.get("tokens_per_second") else ""
+        first = ""
+        if "first_token_seconds" in e:  # generation: its time to first token, or why there is none
+            ttft = e["first_token_seconds"]
+            first = (
+                f"; time to first token median {ttft['median']:.4f}s, p90 {ttft['p90']:.4f}s"
+                if ttft
+                else f"; time to first token {e['first_token_note']}"
+            )
+        lines.append(
+            f"lmeval efficiency: {name}: {e['computed_requests']} of {e['requests']} requests computed in "
+            f"{e['seconds']:.2f}s, per request median {per['median']:.4f}s, p90 {per['p90']:.4f}s{rate}{first}"
+        )
+    if lines:
+        lines.insert(0, f"lmeval efficiency ({NOTE}):")
+    return lines

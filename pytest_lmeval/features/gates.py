@@ -115,7 +115,7 @@ def check_bounds(bounds: list[Bound], results: Results) -> list[Gate]:
             known = ", ".join(results.entries) or "none"
             hint = ""
             if "@" in b.metric:  # acc@robust, acc@typos: measured only on perturbed items
-                hint = f"; {b.metric.partition('@')[2]} needs --perturb (perturb.py)"
+                hint = f"; {b.metric.partition('@')[2]} needs --perturb"
             gates.append(Gate(name, False, f"{b.task}:{b.metric} was not measured in this run (tasks: {known}){hint}"))
             continue
         ok = (b.low is None or value >= b.low) and (b.high is None or value <= b.high)

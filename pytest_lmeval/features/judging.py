@@ -5,7 +5,8 @@ A benchmark names a judged metric (`lm.judge(...)` in its `metrics=`); the run n
 model has answered (plugin.py `lmeval_answers`), the judge phase renders one judging prompt per
 document and filter (the question, the model's answer, the reference), sends them through the
 same engine as the model's requests (batched, cached under the judge's own fingerprint,
-resumable, a progress bar of its own), and parses each reply:
+resumable, a progress bar of its own), and reads each reply as the metric's declaration
+says (tasks/judged_metrics.py, where the prompt templates and the reply parsing live):
 
 - a verdict (default: the first of the words CORRECT / INCORRECT in the reply, whole words,
   any case), mapped to its score; or, with `scale=N`, a rating `[[x]]` with 0 <= x <= N,
@@ -25,45 +26,20 @@ key is read from the environment by its backend and never written anywhere.
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Callable, Generator, Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..core.errors import LmevalError
-from ..models.base import ModelSpec, redact_args
-from ..run import answer_checks
-from ..run.answer_checks import Unanswered
+from ..engine import answer_checks
+from ..engine.answer_checks import Unanswered
+from ..models.spec import ModelSpec, redact_args
+from ..tasks.judged_metrics import Judge, stop_using, use_verdicts
+from ..tasks.lmeval.yaml_loader import FunctionRef
 
-# EvalScope's judge strategies: `rule` never asks the judge, `llm` always does, `llm_recall`
-# asks it only where the rule says wrong, `auto` lets each benchmark's metric decide.
-STRATEGIES = ("auto", "rule", "llm", "llm_recall")
 _API_BACKENDS = ("local-completions", "openai-completions", "local-chat-completions", "openai-chat-completions")
-
-TEMPLATE = """\
-You are grading an answer to a question against a reference answer. The answer is correct \
-when it says what the reference says, in any words; extra detail that does not contradict the \
-reference is fine.
-
-Question: {question}
-Reference answer: {reference}
-Answer to grade: {answer}
-
-Reply with one word: CORRECT or INCORRECT."""
-RATING_TEMPLATE = """\
-Rate how well the answer answers the question, from 0 (useless or wrong) to {scale} (fully \
-correct and complete).
-
-Question: {question}
-Answer to rate: {answer}
-
-Reply with the rating in double brackets, for example [[{scale}]]."""
-RATING = re.compile(r"\[\[\s*(-?\d+(?:\.\d+)?)\s*\]\]")
 
 
 class NotScored(answer_checks.NotScored, Exception):
@@ -102,114 +78,6 @@ class JudgeOptions:
         }
 
 
-def _normal(text: Any) -> str:
-    return " ".join(str(text).lower().strip().strip(string.punctuation + " ").split())
-
-
-def _field(spec: Any, doc: Mapping[str, Any], what: str) -> str:
-    if spec is None:
-        return ""
-    if callable(spec):
-        return str(spec(doc))
-    if spec not in doc:
-        raise LmevalError(f"judge: the document has no field {spec!r} for the {what} (fields: {', '.join(doc)})")
-    return str(doc[spec])
-
-
-@dataclass(frozen=True, eq=False)
-class Judge:
-    """A metric scored by the judge model; `lm.judge(...)` builds it (see there)."""
-
-    name: str = "judge"
-    question: Any = "question"  # a field name or a function of the document
-    reference: Any = "answer"  # None: no reference (a rating, with `scale`)
-    template: str | None = None
-    verdicts: tuple[tuple[str, float], ...] = (("CORRECT", 1.0), ("INCORRECT", 0.0))
-    scale: float | None = None  # a rating [[x]] of 0..scale instead of a verdict
-    strategy: str = "llm"  # what `auto` means for this metric
-    rule: Callable[[Mapping[str, Any], Any], Any] | None = None
-    retries: int = 1
-    max_tokens: int = 16
-
-    # -- the judging prompt and the reply --------------------------------------------------
-    def prompt(self, doc: Mapping[str, Any], answer: Any, attempt: int = 0) -> str:
-        values = {
-            "question": _field(self.question, doc, "question"),
-            "reference": _field(self.reference, doc, "reference"),
-            "answer": str(answer).strip(),
-            "scale": f"{self.scale:g}" if self.scale is not None else "",
-        }
-        template = self.template or (RATING_TEMPLATE if self.scale is not None else TEMPLATE)
-        text = template.format_map(values)
-        if attempt:
-            text += f"\n\nYour previous reply could not be read. Reply with exactly {self.expected}, nothing else."
-        return text
-
-    def key(self, doc: Mapping[str, Any], answer: Any) -> tuple[Any, ...]:
-        """The book's key for this answer: the judging prompt, and how this judge reads replies
-        (two judged metrics may send the same prompt and read the reply differently)."""
-        return (self.prompt(doc, answer), self.verdicts, self.scale, self.retries, self.max_tokens)
-
-    @property
-    def expected(self) -> str:
-        if self.scale is not None:
-            return f"a rating between 0 and {self.scale:g} in double brackets, like [[{self.scale:g}]]"
-        return " or ".join(word for word, _ in self.verdicts)
-
-    def parse(self, reply: str) -> float | None:
-        """The score a reply gives, or None when it is malformed: the first verdict word in
-        it (whole words, any case; the longer word where two start at the same place), or the
-        first [[rating]] within 0..scale."""
-        if self.scale is not None:
-            match = RATING.search(reply)
-            if match is None:
-                return None
-            value = float(match.group(1))
-            return value / self.scale if 0 <= value <= self.scale else None
-        words = sorted(self.verdicts, key=lambda v: -len(v[0]))
-        alternatives = "|".join(re.escape(w) for w, _ in words)
-        match = re.search(rf"(?<!\w)({alternatives})(?!\w)", reply, re.IGNORECASE)
-        if match is None:
-            return None
-        said = match.group(1).lower()
-        return next(score for word, score in self.verdicts if word.lower() == said)
-
-    def rule_score(self, doc: Mapping[str, Any], answer: Any) -> float:
-        """The rule's score: the metric's own `rule`, else the answer equals the reference."""
-        if self.rule is not None:
-            return float(self.rule(doc, answer))
-        if self.reference is None:
-            raise LmevalError(f"judge {self.name!r}: the rule strategy needs a reference or a rule=")
-        return float(_normal(answer) == _normal(_field(self.reference, doc, "reference")))
-
-    # -- as a metric ------------------------------------------------------------------------
-    def asks(self, strategy: str | None, doc: Mapping[str, Any], answer: Any) -> bool:
-        """Whether the judge is asked about this answer under the run's strategy."""
-        chosen = self.strategy if strategy in (None, "auto") else strategy
-        if chosen == "rule":
-            return False
-        if chosen == "llm_recall":
-            return self.rule_score(doc, answer) == 0
-        return True
-
-    def __call__(self, doc: Mapping[str, Any], answer: Any) -> float:
-        book = _BOOK.get()
-        strategy = book.strategy if book is not None else None
-        if not self.asks(strategy, doc, answer):
-            return self.rule_score(doc, answer)
-        if book is None or book.options is None or book.options.spec is None:
-            raise NotScored(
-                f"metric {self.name!r} is scored by a judge model: pass --judge-model BACKEND:NAME "
-                "(or --judge-strategy rule to score by its rule alone)"
-            )
-        verdict = book.verdicts.get(self.key(doc, answer))
-        if verdict is None:
-            raise NotScored(f"judge {self.name!r}: this answer was not judged in this run's judge phase")
-        if verdict.score is None:
-            raise NotScored(f"judge {self.name!r}: {verdict.reason}")
-        return verdict.score
-
-
 @dataclass
 class Verdict:
     """The judge's word on one answer: every (prompt, reply) exchanged, and the score parsed
@@ -239,19 +107,27 @@ class JudgeBook:
     by_doc: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # for samples
     stats: dict[str, int] = field(default_factory=dict)
 
-
-_BOOK: ContextVar[JudgeBook | None] = ContextVar("lmeval_judge_book", default=None)
+    def score(self, judge: Judge, doc: Mapping[str, Any], answer: Any) -> float:
+        """The judge's score for an answer the strategy sends to it (judged metrics read it
+        while this book is in use); an answer without one is unscored, with the reason."""
+        if self.options is None or self.options.spec is None:
+            raise NotScored(
+                f"metric {judge.name!r} is scored by a judge model: pass --judge-model BACKEND:NAME "
+                "(or --judge-strategy rule to score by its rule alone)"
+            )
+        verdict = self.verdicts.get(judge.key(doc, answer))
+        if verdict is None:
+            raise NotScored(f"judge {judge.name!r}: this answer was not judged in this run's judge phase")
+        if verdict.score is None:
+            raise NotScored(f"judge {judge.name!r}: {verdict.reason}")
+        return verdict.score
 
 
 def _judge_of(fn: Any) -> Judge | None:
     """The Judge behind a metric_list entry's `fn`: itself, a Metric holding it, or (YAML) a
     `!function` helper naming either, imported now."""
-    from ..tasks.lmeval.yaml_loader import FunctionRef, _import_helper
-
     if isinstance(fn, FunctionRef):
-        if fn._fn is None:
-            fn._fn = _import_helper(fn.yaml_path, fn.dotted)
-        fn = fn._fn
+        fn = fn.load()
     fn = getattr(fn, "fn", fn)  # a Metric
     return fn if isinstance(fn, Judge) else None
 
@@ -398,11 +274,11 @@ def workers_summary_line(engine_stats: dict[str, Any]) -> str | None:
 
 def activate(book: JudgeBook) -> Any:
     """Make the book the one judged metrics read (returns the token to reset it with)."""
-    return _BOOK.set(book)
+    return use_verdicts(book)
 
 
 def end_judge_phase(token: Any) -> None:
-    _BOOK.reset(token)
+    stop_using(token)
 
 
 def cache_path(cache_dir: Path | None) -> Path | None:
@@ -416,8 +292,8 @@ def run_judge_phase(config: pytest.Config, state: Any, works: list[Any], answers
     that `end_judge_phase` takes, or None when no selected task has a judged metric."""
     from ..engine.answering import FailurePolicy, failure_policy, run_requests
     from ..engine.cache import open_response_cache
-    from ..models.base import load_backend
-    from ..run.progress import progress_bar
+    from ..engine.progress import progress_bar
+    from ..models.registry import load_backend
 
     if not any(judged_metrics(state.tasks[w.task]) for w in works):
         return None

@@ -1,177 +1,41 @@
-"""Perturbations of a document's question, as HELM's robustness and fairness evaluations make
-them (Liang et al., 2022, sec. 4.5 and 4.6), in our own code and word lists.
+"""Perturbed copies of each document's question, as HELM's robustness and fairness evaluations
+make them (Liang et al., 2022, sec. 4.5 and 4.6), written in this project's own code.
 
-`--perturb typos,lowercase` (or `@pytest.mark.lmeval_perturb("typos")` on a benchmark) adds,
-for every selected document, one item per perturbation: `test_x[arc_easy-3[typos]]`. Only the
-evaluated document's question changes: the few-shot examples, the answer choices and the target
-stay as they are, so a perturbation never changes the right answer. The edits are seeded by
-`--seed`, the task, the document and the perturbation's name, so a rerun (or another xdist
-worker) makes the same prompt. A perturbed prompt is an ordinary request: cached and batched
-like any other.
+`--perturb typos,lowercase` (or `@pytest.mark.lmeval_perturb("typos")` on a benchmark) adds one
+item per selected document and perturbation: `test_x[arc_easy-3[typos]]`. Only the question of
+the evaluated document is edited; few-shot examples, answer choices and the target are left
+alone, so a perturbation can never move the right answer. Edits are seeded by `--seed`, the task,
+the document and the perturbation, so every rerun and every xdist worker builds the same prompt,
+and a perturbed prompt is cached and batched like any other request.
 
-A multiple-input document (Winogrande: one context per option, one continuation) keeps its
-options word for word, wherever they appear; the text around them is perturbed once, so each
-option's context and the shared continuation carry the same edits. A perplexity task
-(loglikelihood_rolling) is not perturbed: its text is what is measured. The run names such
-tasks and why (`not_perturbed`, report/summary.py).
+A multiple-input document (Winogrande: one context per option, a shared continuation) keeps its
+options word for word wherever they occur; the text around them is perturbed once, so every
+option's context and the continuation carry the same edits. A perplexity task
+(loglikelihood_rolling) is left unperturbed, because its text is what it measures; the run says
+which tasks were left out and why (`not_perturbed`, features/robustness.py).
 
-Robustness (HELM's invariance set):
-- `typos`: each letter, with probability 0.1, becomes a neighbouring key of a QWERTY keyboard
-  (case kept): character-level edits like a typist's.
-- `lowercase`: the question in lower case.
-- `contractions`: "do not" -> "don't", "it is" -> "it's", ...; `expansions`: the reverse.
-- `misspellings`: each word found in a list of common English misspellings, with probability
-  0.5, becomes its usual misspelling ("receive" -> "recieve").
-- `whitespace`: each run of spaces becomes 1 to 3 spaces.
-`robustness` names all six.
-
-Fairness:
-- `gender`: male pronouns become female ones (he -> she, him/his -> her, himself -> herself),
-  HELM's gender perturbation in its pronoun mode.
+This module builds the perturbed requests and sums up how each task held up under them. The
+edits are in perturbation_edits.py and the word lists in perturbation_words.py; names other
+modules have long taken from here are re-exported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..core.errors import LmevalError
 from ..core.requests import DocRequests, Request
-from ..tasks import templates
+from ..tasks.benchmark import PERTURB_MARK
+from ..tasks.templates import TemplateError, doc_to_choice, doc_to_target, doc_to_text
+from .perturbation_edits import (
+    ALIASES,
+    PERTURBATIONS,
+    perturbed_doc,
+)
 
-ROBUSTNESS = ("typos", "lowercase", "contractions", "expansions", "misspellings", "whitespace")
-FAIRNESS = ("gender",)
-ALIASES = {"robustness": ROBUSTNESS}
-MARK = "lmeval_perturb"
-TYPO_PROB = 0.1
-MISSPELLING_PROB = 0.5
-MAX_SPACES = 3
-
-# -- keyboard neighbours (typos) ----------------------------------------------------------------
-_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
-_STAGGER = (0.0, 0.25, 0.75)  # how far each row sits to the right of the one above
-
-
-def _neighbours() -> dict[str, str]:
-    where = {c: (r, i + _STAGGER[r]) for r, row in enumerate(_ROWS) for i, c in enumerate(row)}
-    out = {}
-    for c, (r, x) in where.items():
-        near = [d for d, (r2, x2) in where.items() if d != c and abs(r2 - r) <= 1 and abs(x2 - x) <= 1.0]
-        out[c] = "".join(sorted(near))
-    return out
-
-
-NEIGHBOURS = _neighbours()
-
-# -- contractions and expansions --------------------------------------------------------------
-CONTRACTIONS = {
-    "are not": "aren't", "cannot": "can't", "could not": "couldn't", "did not": "didn't",
-    "does not": "doesn't", "do not": "don't", "had not": "hadn't", "has not": "hasn't",
-    "have not": "haven't", "he is": "he's", "how is": "how's", "i am": "i'm", "i have": "i've",
-    "i will": "i'll", "is not": "isn't", "it is": "it's", "let us": "let's", "might not": "mightn't",
-    "must not": "mustn't", "she is": "she's", "should not": "shouldn't", "that is": "that's",
-    "there is": "there's", "they are": "they're", "they have": "they've", "they will": "they'll",
-    "was not": "wasn't", "we are": "we're", "we have": "we've", "we will": "we'll", "were not": "weren't",
-    "what is": "what's", "where is": "where's", "who is": "who's", "will not": "won't",
-    "would not": "wouldn't", "you are": "you're", "you have": "you've", "you will": "you'll",
-}  # fmt: skip
-EXPANSIONS = {short: long for long, short in CONTRACTIONS.items()}
-
-# -- common misspellings ----------------------------------------------------------------------
-MISSPELLINGS = {
-    "accommodate": "accomodate", "achieve": "acheive", "acquire": "aquire", "address": "adress",
-    "apparent": "apparant", "argument": "arguement", "basically": "basicly", "beautiful": "beatiful",
-    "because": "becuase", "beginning": "begining", "believe": "beleive", "business": "buisness",
-    "calendar": "calender", "category": "catagory", "committee": "commitee", "completely": "completly",
-    "conscious": "concious", "definitely": "definately", "describe": "discribe", "different": "diffrent",
-    "disappear": "dissapear", "during": "durring", "embarrass": "embarass", "environment": "enviroment",
-    "especially": "especally", "exercise": "excercise", "existence": "existance", "experiment": "experement",
-    "familiar": "familar", "finally": "finaly", "foreign": "foriegn", "forty": "fourty", "friend": "freind",
-    "government": "goverment", "grammar": "grammer", "guarantee": "guarentee", "happened": "happend",
-    "height": "heigth", "immediately": "immediatly", "independent": "independant", "interesting": "intresting",
-    "interrupt": "interupt", "knowledge": "knowlege", "length": "lenght", "library": "libary",
-    "lightning": "lightening", "maintenance": "maintainance", "medicine": "medecine", "millennium": "millenium",
-    "necessary": "neccessary", "neighbor": "nieghbor", "noticeable": "noticable", "occasion": "occassion",
-    "occurred": "occured", "occurrence": "occurence", "original": "orignal", "particular": "perticular",
-    "people": "poeple", "piece": "peice", "possession": "posession", "privilege": "priviledge",
-    "probably": "probaly", "pronunciation": "pronounciation", "publicly": "publically", "really": "realy",
-    "receive": "recieve", "recommend": "recomend", "reference": "refrence", "relevant": "relevent",
-    "remember": "rember", "restaurant": "restaraunt", "rhythm": "rythm", "schedule": "schedual",
-    "sentence": "sentance", "separate": "seperate", "similar": "similiar", "sincerely": "sincerly",
-    "strength": "strenght", "successful": "succesful", "surprise": "suprise", "temperature": "temprature",
-    "therefore": "therefor", "threshold": "threshhold", "tomorrow": "tommorow", "tongue": "tounge",
-    "truly": "truely", "twelfth": "twelth", "unfortunately": "unfortunatly", "until": "untill",
-    "usually": "usualy", "vacuum": "vaccum", "visible": "visable", "weird": "wierd", "whether": "wether",
-    "which": "wich", "writing": "writting",
-}  # fmt: skip
-
-# -- gender pronouns (male to female) ---------------------------------------------------------
-PRONOUNS = {"he": "she", "him": "her", "his": "her", "himself": "herself"}
-
-
-def _cased(word: str, like: str) -> str:
-    """`word` in the case of `like` (all caps, capitalised, or lower)."""
-    if like.isupper() and len(like) > 1:
-        return word.upper()
-    if like[:1].isupper():
-        return word[:1].upper() + word[1:]
-    return word
-
-
-def _phrases(mapping: dict[str, str]) -> re.Pattern[str]:
-    alternatives = sorted(mapping, key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alternatives) + r")\b", re.I)
-
-
-def _replace_all(mapping: dict[str, str], pattern: re.Pattern[str]) -> Callable[[str, random.Random], str]:
-    def apply(text: str, rng: random.Random) -> str:
-        return pattern.sub(lambda m: _cased(mapping[re.sub(r"\s+", " ", m.group(0).lower())], m.group(0)), text)
-
-    return apply
-
-
-def typos(text: str, rng: random.Random) -> str:
-    out = []
-    for c in text:
-        near = NEIGHBOURS.get(c.lower())
-        if near and rng.random() < TYPO_PROB:
-            d = rng.choice(near)
-            c = d.upper() if c.isupper() else d
-        out.append(c)
-    return "".join(out)
-
-
-def lowercase(text: str, rng: random.Random) -> str:
-    return text.lower()
-
-
-_WORD = re.compile(r"[A-Za-z]+")
-
-
-def misspellings(text: str, rng: random.Random) -> str:
-    def one(m: re.Match[str]) -> str:
-        wrong = MISSPELLINGS.get(m.group(0).lower())
-        return _cased(wrong, m.group(0)) if wrong and rng.random() < MISSPELLING_PROB else m.group(0)
-
-    return _WORD.sub(one, text)
-
-
-def whitespace(text: str, rng: random.Random) -> str:
-    return re.sub(r" +", lambda m: " " * rng.randint(1, MAX_SPACES), text)
-
-
-PERTURBATIONS: dict[str, Callable[[str, random.Random], str]] = {
-    "typos": typos,
-    "lowercase": lowercase,
-    "contractions": _replace_all(CONTRACTIONS, _phrases(CONTRACTIONS)),
-    "expansions": _replace_all(EXPANSIONS, _phrases(EXPANSIONS)),
-    "misspellings": misspellings,
-    "whitespace": whitespace,
-    "gender": _replace_all(PRONOUNS, _phrases(PRONOUNS)),
-}
+MARK = PERTURB_MARK
 
 
 def parse_names(values: Iterable[str], where: str = "--perturb") -> tuple[str, ...]:
@@ -198,16 +62,6 @@ def selected(config: Any) -> tuple[str, ...]:
     return parse_names([value]) if value else ()
 
 
-def rng_for(seed: int, task: str, doc_id: int, name: str) -> random.Random:
-    """The same edits for the same seed, task, document and perturbation, in every process
-    (a string seed is hashed with SHA-512, not with the process's salted hash)."""
-    return random.Random(f"{seed}:{task}:{doc_id}:{name}")
-
-
-def perturb_text(name: str, text: str, rng: random.Random) -> str:
-    return PERTURBATIONS[name](text, rng)
-
-
 # output types whose documents are not perturbed, and why (printed once and kept in results.json)
 NOT_PERTURBED = {
     "loglikelihood_rolling": (
@@ -224,7 +78,7 @@ def why_not(task: Any) -> str | None:
 
 def supports(task: Any) -> bool:
     """Whether the task's documents get perturbed items; a task asked for them that does not is
-    marked (`perturb_refused`), so the run can say which and why (report/summary.py)."""
+    marked (`perturb_refused`), so the run can say which and why (features/robustness.py)."""
     reason = why_not(task)
     if reason is not None:
         task.perturb_refused = reason
@@ -239,34 +93,6 @@ def not_perturbed(tasks: dict[str, Any], asked: bool) -> dict[str, str]:
         reason = why_not(task)
         if reason is not None and (asked or getattr(task, "perturb_refused", None)):
             out[name] = reason
-    return out
-
-
-def _kept(name: str, text: str, rng: random.Random, keep: Iterable[str]) -> str:
-    """The text perturbed except where it holds one of `keep` (each kept as it is, word for word)."""
-    words = sorted({k for k in keep if k}, key=len, reverse=True)
-    if not words:
-        return perturb_text(name, text, rng)
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)")
-    out, last = [], 0
-    for m in pattern.finditer(text):
-        out += [perturb_text(name, text[last : m.start()], rng), m.group(0)]
-        last = m.end()
-    out.append(perturb_text(name, text[last:], rng))
-    return "".join(out)
-
-
-def perturbed_doc(
-    doc: dict[str, Any], name: str, seed: int, task: str, doc_id: int, keep: Iterable[str] = ()
-) -> dict[str, Any]:
-    """The document with each of its text fields perturbed (lists and numbers as they are),
-    each field with edits of its own; a field equal to one of `keep` stays as it is, and so do
-    its words wherever another field holds them."""
-    keep = tuple(keep)
-    out = dict(doc)
-    for key, value in doc.items():
-        if isinstance(value, str) and value not in keep:
-            out[key] = _kept(name, value, rng_for(seed, f"{task}/{key}", doc_id, name), keep)
     return out
 
 
@@ -293,9 +119,9 @@ def _perturb_multiple_input(task: Any, work: DocRequests, name: str, seed: int) 
         raise LmevalError(f"{where}: none of the document's text fields ends its contexts, so its options are unknown")
     new_doc = perturbed_doc(doc, name, seed, work.task, work.doc_id, keep=options)
     try:
-        new_contexts = list(templates.doc_to_choice(cfg.doc_to_choice, new_doc))
-        new_continuation = templates.doc_to_target(cfg.doc_to_target, new_doc, has_choices=True)
-    except (templates.TemplateError, KeyError, IndexError, TypeError, ValueError) as exc:
+        new_contexts = list(doc_to_choice(cfg.doc_to_choice, new_doc))
+        new_continuation = doc_to_target(cfg.doc_to_target, new_doc, has_choices=True)
+    except (TemplateError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise LmevalError(f"{where}: the perturbed document's contexts fail: {exc}") from None
     for old, new in zip(contexts, new_contexts, strict=True):
         ending = max((o for o in options if old.endswith(o)), key=len)
@@ -332,7 +158,7 @@ def perturb_work(task: Any, work: DocRequests, name: str, seed: int) -> DocReque
     if not isinstance(question, str) or not question:
         raise LmevalError(f"{work.task}-{work.doc_id}: no question text to perturb ({name})")
     doc = perturbed_doc(task.docs[work.doc_id], name, seed, work.task, work.doc_id)
-    changed = templates.doc_to_text(task.config.doc_to_text, doc, has_choices=task.config.doc_to_choice is not None)
+    changed = doc_to_text(task.config.doc_to_text, doc, has_choices=task.config.doc_to_choice is not None)
     requests = []
     for req in work.requests:
         context = req.args[0]

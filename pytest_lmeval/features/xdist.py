@@ -15,12 +15,13 @@ what the worker cached before it died is kept, so a rerun computes only the rest
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
+import pytest
 from xdist.scheduler import LoadScheduling
 
-from ..run.unscored import doc_of_nodeid, unscored_of
+from ..engine.unscored import NOT_RUN, DocKey, doc_of_nodeid
+from ..models.devices import visible_gpus
 
 WORKERINPUT_KEY = "lmeval_shard"
 GPUS_KEY = "lmeval_gpus"
@@ -44,24 +45,12 @@ def gpu_share(gpus: list[str], workers: int, index: int) -> list[str]:
     return [gpus[index % len(gpus)]]
 
 
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use, without initialising CUDA in it."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g for g in env.split(",") if g.strip()]
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
-
-
 class ShardScheduling(LoadScheduling):
     """LoadScheduling whose only distribution is the fixed shards."""
 
-    def __init__(self, config: Any, log: Any = None) -> None:
+    def __init__(self, config: Any, log: Any = None, lost: dict[DocKey, str] | None = None) -> None:
         super().__init__(config, log)
-        unscored_of(config).scheduler = self
+        self.lost = lost if lost is not None else {}  # documents a dead worker took with it, and why
 
     def remove_node(self, node: Any) -> str | None:
         """A worker that finished has nothing pending; one that died keeps its items: they
@@ -73,9 +62,10 @@ class ShardScheduling(LoadScheduling):
         crashitem = self.collection[pending.pop(0)]
         name = node.gateway.id
         why = f"xdist worker {name} died (while running {crashitem.rpartition('[')[2].rstrip(']')}) before it ran"
-        gaps = unscored_of(self.config)
         for index in pending:
-            gaps.add(doc_of_nodeid(self.collection[index]), why)
+            key = doc_of_nodeid(self.collection[index])
+            if key is not None:
+                self.lost.setdefault(key, why)
         return crashitem
 
     def left_over(self) -> list[str]:
@@ -104,3 +94,81 @@ class ShardScheduling(LoadScheduling):
                 node.send_runtest_some(indices)
         for node in self.nodes:
             node.shutdown()
+
+
+class Xdist:
+    """The xdist feature: pins workers to GPUs, shards the items, and on the controller gathers
+    what each worker sends back (its engine figures, cache record, stop reason and the
+    documents it could not score) and what dead workers took with them. Its state lives under
+    its own stash key; the run reads it when it concludes."""
+
+    stash_key = pytest.StashKey["Xdist"]()
+
+    def __init__(self, config: pytest.Config, *, sharded: bool) -> None:
+        self.config = config
+        self.sharded = sharded  # a run with a model: shard its documents (else xdist's own scheduling)
+        self.scheduler: ShardScheduling | None = None
+        self.lost: dict[DocKey, str] = {}  # (task, doc_id) -> why it was not run
+        self.outputs: list[dict[str, Any]] = []  # each finished worker's `lmeval` output
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> Xdist:
+        return config.stash[cls.stash_key]
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    def pin_gpus(self) -> None:
+        gpus = getattr(self.config, "workerinput", {}).get(GPUS_KEY)
+        if gpus:  # a worker pinned to its GPUs, before anything initialises CUDA
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+
+    def pytest_configure_node(self, node: Any) -> None:  # controller, per worker
+        node.workerinput[WORKERINPUT_KEY] = True
+        workers = int(node.config.getoption("numprocesses") or 1)
+        share = gpu_share(visible_gpus(), workers, worker_index(node.workerinput))
+        if share:
+            node.workerinput[GPUS_KEY] = ",".join(share)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if not self.sharded or config.getoption("dist") != "load":
+            return None
+        self.scheduler = ShardScheduling(config, log, self.lost)
+        return self.scheduler
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:  # controller: a worker finished
+        out = getattr(node, "workeroutput", {}).get("lmeval")  # none from a worker that died
+        if out:
+            self.outputs.append(out)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: Any, sched: Any) -> None:
+        """A worker died (killed, out of host memory) while running `crashitem`: xdist fails that
+        item; the document is listed as not run, and the worker's other documents with it."""
+        node = getattr(report, "node", None)
+        name = getattr(getattr(node, "gateway", None), "id", "?")
+        key = doc_of_nodeid(crashitem)
+        if key is not None:
+            self.lost.setdefault(key, f"xdist worker {name} died while running it")
+
+    def my_items(self, items: list[pytest.Item]) -> list[pytest.Item]:
+        """The items this process runs: a worker's fixed shard, or all of them."""
+        workerinput = getattr(self.config, "workerinput", None)
+        if not workerinput or not workerinput.get(WORKERINPUT_KEY):
+            return items
+        span = shard(len(items), int(workerinput["workercount"]), worker_index(workerinput))
+        return items[span.start : span.stop]
+
+    def send(self, output: dict[str, Any]) -> None:
+        """On a worker: what the controller's run needs of this worker's (see `outputs`)."""
+        self.config.workeroutput["lmeval"] = output  # type: ignore[attr-defined]
+
+    def left_over(self) -> list[str]:
+        """Node ids sent to a worker that never ran them (the session stopped early)."""
+        return self.scheduler.left_over() if self.scheduler is not None else []
+
+    def not_run(self) -> dict[DocKey, tuple[str, str]]:
+        return {key: (NOT_RUN, why) for key, why in self.lost.items()}

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.requests import Request
-from .base import ModelSpec, Progress
+from .backend import Progress
+from .spec import ModelSpec
 
 
 def _sampling(kwargs: dict[str, Any]) -> bool:

@@ -1,6 +1,6 @@
 """Which weights a model name means: a local path, or a hub repository pinned to one commit.
 
-The response cache's key (cache.py) and the hf backend's loading both go through `resolve`, so
+The response cache's key (engine/fingerprint.py) and the hf backend's loading both go through `resolve`, so
 the answers are stored under the commit the weights were loaded from. With the hub offline
 (HF_HUB_OFFLINE=1) the commit is the one the local Hugging Face cache's `refs/<revision>` names;
 online, the hub resolves the revision. `check_model` turns a name that cannot load into one
@@ -9,8 +9,11 @@ online, the hub resolves the revision. `check_model` turns a name that cannot lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,20 @@ def is_local(name: str) -> bool:
     return False
 
 
-_online: dict[tuple[str, str | None, str], HubRevision] = {}  # per process: one commit per run
+# The commits hub names resolved to, for the run in progress: a branch that moves during a run
+# must not key the cache by one commit and load another. A run opens its own (`pinned_revisions`);
+# outside a run every call asks the hub.
+_PINS: ContextVar[dict[tuple[str, str | None, str], HubRevision] | None] = ContextVar("hub_pins", default=None)
+
+
+@contextlib.contextmanager
+def pinned_revisions() -> Iterator[None]:
+    """Within it, each hub name and revision resolves to one commit, asked once."""
+    token = _PINS.set({})
+    try:
+        yield
+    finally:
+        _PINS.reset(token)
 
 
 def resolve(repo_id: str, revision: Any, *, cache_dir: Any = None, token: Any = None, what: str) -> HubRevision:
@@ -81,12 +97,15 @@ def resolve(repo_id: str, revision: Any, *, cache_dir: Any = None, token: Any = 
     cache = hub_cache_dir(cache_dir)
     if not hub_offline():
         key = (repo_id, rev, str(cache))
-        if key not in _online:
-            found = _ask_hub(repo_id, rev, cache, token, what)
-            if found is None:  # the hub cannot be reached: what the local cache has, as transformers does
-                return _from_cache(repo_id, rev, cache, what, reason="the hub cannot be reached")
-            _online[key] = found
-        return _online[key]
+        pins = _PINS.get()
+        if pins is not None and key in pins:
+            return pins[key]
+        found = _ask_hub(repo_id, rev, cache, token, what)
+        if found is None:  # the hub cannot be reached: what the local cache has, as transformers does
+            return _from_cache(repo_id, rev, cache, what, reason="the hub cannot be reached")
+        if pins is not None:
+            pins[key] = found
+        return found
     return _from_cache(repo_id, rev, cache, what, reason="the hub is offline (HF_HUB_OFFLINE=1)")
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .html import render_compare
-from .results import atomic_write
+from ..core.files import atomic_write
+from .compare_page import render_compare
 from .summarize import summarize
 
 

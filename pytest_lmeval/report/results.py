@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..engine.cache import fingerprint_record
+from ..core.files import atomic_write
+from ..engine.fingerprint import fingerprint_record
 from ..scoring.aggregate import Results, derived_higher_is_better, split_key
-from ..tasks import Registry, Task
+from ..tasks.registry import Registry
+from ..tasks.task import Task
 from . import leaderboard
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once: reading it means setting it
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; reports are for everyone
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _git_hash(cwd: Path) -> str | None:

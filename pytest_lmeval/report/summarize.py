@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from .results import atomic_write
+from ..core.files import atomic_write
 
 OUTPUTS = ("summary.md", "summary.json", "summary.tex", "index.html")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import importlib.util
 import json
@@ -16,12 +15,15 @@ from typing import Any
 import pytest
 
 from ..core.errors import LmevalError
-from ..engine.cache import default_cache_dir
+from ..core.files import default_cache_dir
 from ..features.gates import parse_gates_file, parse_threshold
-from ..features.judging import STRATEGIES, JudgeOptions
-from ..models.base import ModelSpec, parse_model, parse_model_args
+from ..features.judging import JudgeOptions
 from ..models.known import resolve_known
-from .task_settings import RunSettings, load_run_file, parse_bool, parse_limit, parse_task_args, split_top_level
+from ..models.registry import parse_model
+from ..models.spec import ModelSpec, parse_model_args
+from ..tasks.judged_metrics import STRATEGIES
+from .option_values import parse_flag, parse_float, parse_gen_kwargs, parse_int, parse_limit
+from .task_settings import RunSettings, load_run_file, parse_task_args
 
 # (flag, ini/dest name, help)
 _OPTIONS = [
@@ -200,64 +202,6 @@ def _ini_path(config: pytest.Config, value: str, from_ini: bool) -> Path:
     return path
 
 
-def _int(name: str, value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise LmevalError(f"--{name} {value!r}: expected a whole number") from None
-
-
-def _cli_value(text: str) -> Any:
-    """lm-eval's handle_cli_value_string: booleans, numbers, then Python literals."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if text.isnumeric():
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
-    """`--gen-kwargs`: a JSON object, or k=v pairs (`until=["\\n\\n","Q:"]` keeps its commas),
-    typed as lm-eval types them."""
-    if not text or not text.strip():
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        return data
-    out: dict[str, Any] = {}
-    for item in split_top_level(text):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise LmevalError(f"--gen-kwargs: {item!r} is not key=value (e.g. temperature=0.8,do_sample=true)")
-        out[key.strip()] = _cli_value(value.strip())
-    if "temperature" in out:
-        out["temperature"] = float(out["temperature"])
-    return out
-
-
-def _bool(name: str, value: Any) -> bool:
-    return parse_bool(value, f"--{name} {value!r}")
-
-
-def _float(name: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise LmevalError(f"--{name} {value!r}: expected a number") from None
-
-
 def parse_options(config: pytest.Config) -> RunOptions:
     task_settings = _task_settings(config)
     run_file = task_settings.options
@@ -282,12 +226,12 @@ def parse_options(config: pytest.Config) -> RunOptions:
     batch, _ = _raw(config, "batch_size")
     batch_size: int | str = "auto"
     if batch is not None and str(batch) != "auto":
-        batch_size = _int("batch-size", batch)
+        batch_size = parse_int("batch-size", batch)
         if batch_size < 1:
             raise LmevalError(f"--batch-size {batch!r}: must be at least 1, or 'auto'")
 
     shots, _ = _raw(config, "num_fewshot")
-    num_fewshot = None if shots is None else _int("num-fewshot", shots)
+    num_fewshot = None if shots is None else parse_int("num-fewshot", shots)
     if num_fewshot is not None and num_fewshot < 0:
         raise LmevalError(f"--num-fewshot {shots!r}: must be 0 or more")
 
@@ -295,7 +239,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
     limit = None if limit_raw is None else parse_limit(limit_raw, f"--limit {limit_raw!r}")
 
     seed_raw, _ = _raw(config, "seed")
-    seed = 1234 if seed_raw is None else _int("seed", seed_raw)
+    seed = 1234 if seed_raw is None else parse_int("seed", seed_raw)
 
     data_raw, from_ini = _raw(config, "data_dir")
     data_dir = None
@@ -339,8 +283,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
         raise LmevalError(f"--baseline {baseline_raw!r}: no such file or folder")
     if baseline is not None and baseline.is_dir() and not (baseline / "results.json").is_file():
         raise LmevalError(f"--baseline {baseline_raw!r}: no results.json there; pass an earlier run's output folder")
-    max_drop = _float("max-drop", _raw(config, "max_drop")[0], 0.0)
-    alpha = _float("alpha", _raw(config, "alpha")[0], 0.05)
+    max_drop = parse_float("max-drop", _raw(config, "max_drop")[0], 0.0)
+    alpha = parse_float("alpha", _raw(config, "alpha")[0], 0.05)
     if not 0 < alpha < 1:
         raise LmevalError(f"--alpha {alpha}: must be between 0 and 1")
 
@@ -356,7 +300,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         chat = True if low in ("true", "1", "yes") else None if low in ("false", "0", "no", "") else chat
         chat = chat.strip() if isinstance(chat, str) and "{" not in chat else chat  # a template's text as given
     multiturn_raw, _ = _raw(config, "fewshot_as_multiturn")
-    multiturn = None if multiturn_raw is None else _bool("fewshot-as-multiturn", multiturn_raw)
+    multiturn = None if multiturn_raw is None else parse_flag("fewshot-as-multiturn", multiturn_raw)
     if multiturn and not chat:
         raise LmevalError("--fewshot-as-multiturn needs --apply-chat-template (few-shot turns are chat messages)")
     system_instruction, _ = _raw(config, "system_instruction")
@@ -402,7 +346,7 @@ def _judge_options(raw: Any, config: pytest.Config) -> JudgeOptions | None:
     strategy, _ = raw(config, "judge_strategy")
     if strategy is not None and strategy not in STRATEGIES:
         raise LmevalError(f"--judge-strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-    concurrency = 4 if concurrency_raw is None else _int("judge-concurrency", concurrency_raw)
+    concurrency = 4 if concurrency_raw is None else parse_int("judge-concurrency", concurrency_raw)
     if concurrency < 1:
         raise LmevalError(f"--judge-concurrency {concurrency_raw!r}: must be at least 1")
     if not model_text:

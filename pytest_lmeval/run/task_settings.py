@@ -23,7 +23,6 @@ The settings each task ran with go into results.json (`configs.<task>.task_setti
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LmevalError
 from ..scoring.filters import with_answer_filters
+from .option_values import kv_value, parse_bool, parse_gen_kwargs, parse_limit, split_top_level
 
 if TYPE_CHECKING:
     from ..tasks.config import TaskConfig
@@ -148,33 +148,6 @@ def _whole(value: Any, key: str, where: str, minimum: int) -> int:
     return n
 
 
-def parse_limit(value: Any, prefix: str) -> int | float:
-    """A limit: N documents (a whole number) or a fraction of each task; errors start `prefix`."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise LmevalError(f"{prefix}: expected N documents or a fraction") from None
-    if number <= 0:
-        raise LmevalError(f"{prefix}: must be positive")
-    if number >= 1:
-        if number != int(number):
-            raise LmevalError(f"{prefix}: a count must be a whole number")
-        return int(number)
-    return number
-
-
-def parse_bool(value: Any, prefix: str) -> bool:
-    """true/false, yes/no, on/off, 1/0; errors start `prefix`."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise LmevalError(f"{prefix}: expected true or false")
-
-
 def _names(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         text = value.strip()
@@ -237,8 +210,6 @@ def settings_from_mapping(data: Any, where: str) -> TaskSettings:
             out[key] = parse_limit(value, f"{where}: limit {value!r}")
         elif key == "gen_kwargs":
             if isinstance(value, str):
-                from .options import parse_gen_kwargs
-
                 value = parse_gen_kwargs(value) or {}
             if not isinstance(value, Mapping):
                 raise LmevalError(f"{where}: gen_kwargs must be a mapping, got {value!r}")
@@ -255,37 +226,6 @@ def settings_from_mapping(data: Any, where: str) -> TaskSettings:
         else:
             out[key] = _filters(value, where)
     return TaskSettings(**out)
-
-
-def _kv_value(text: str) -> Any:
-    text = text.strip()
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(text)
-        except (ValueError, SyntaxError):
-            continue
-    return text
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside brackets and quotes (lm-eval's CLI rule, for commas)."""
-    parts, buf, depth, quote = [], [], 0, None
-    for ch in text:
-        if quote is not None:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[({":
-            depth += 1
-        elif ch in "])}":
-            depth = max(depth - 1, 0)
-        elif ch == sep and depth == 0:
-            parts.append("".join(buf))
-            buf = []
-            continue
-        buf.append(ch)
-    parts.append("".join(buf))
-    return [p for p in parts if p.strip()]
 
 
 def parse_task_args(values: Iterable[str], run: RunSettings | None = None) -> RunSettings:
@@ -316,7 +256,7 @@ def parse_task_args(values: Iterable[str], run: RunSettings | None = None) -> Ru
             key, eq, value = pair.partition("=")
             if not eq or not key.strip():
                 raise LmevalError(f"--task-args {name.strip()}: {pair!r} is not key=value")
-            data[key.strip()] = _kv_value(value)
+            data[key.strip()] = kv_value(value)
         run = run.add(name.strip(), settings_from_mapping(data, _where("--task-args", name.strip())))
     return run
 

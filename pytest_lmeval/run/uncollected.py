@@ -1,7 +1,7 @@
-"""Items for selected tasks that collection did not reach (see task_items.py for the user's view).
+"""Items for selected tasks that collection did not reach (see uncollected_tests.py for the user's view).
 
 After normal collection, and before `-k`/`-m` deselection (so those work on these items too),
-each such task's YAML file becomes a `pytest.Module` whose Python object is task_items.py, and
+each such task's YAML file becomes a `pytest.Module` whose Python object is uncollected_tests.py, and
 its items are appended to the session's.
 """
 
@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import uncollected_tests as task_items
+from . import uncollected_tests
 
 if TYPE_CHECKING:
-    from .state import LmevalState
+    from .selection import Selection
 
 
 class TaskModule(pytest.Module):
-    """A task's YAML file, collected as a test module running task_items.test_lmeval."""
+    """A task's YAML file, collected as a test module running uncollected_tests.test_lmeval."""
 
     lmeval_task: str = ""
 
     def _getobj(self) -> ModuleType:
-        return task_items
+        return uncollected_tests
 
 
 def _node_id(path: Path, rootpath: Path, root: Path) -> str:
@@ -47,16 +47,16 @@ class OrphanItems:
     the package, `pytest --tasks mmlu` from any folder) brings that file in; a YAML task with
     no benchmark file becomes a TaskModule."""
 
-    def __init__(self, state: LmevalState) -> None:
-        self.state = state
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, items: list[pytest.Item]) -> None:
-        registry = self.state.registry
-        for name in self.state.uncollected_tasks():
-            if name in self.state.parametrized:  # brought in with an earlier task's file
+        registry = self.selection.registry
+        for name in self.selection.uncollected_tasks():
+            if name in self.selection.parametrized:  # brought in with an earlier task's file
                 continue
-            task = self.state.tasks[name]
+            task = self.selection.tasks[name]
             root = registry.roots.get(name, task.config.source.parent)
             owner = registry.owner(name)
             if owner is not None:

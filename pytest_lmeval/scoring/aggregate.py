@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..features import calibration
-from ..features import perturbation as perturb
-from ..tasks import Registry, Task
 from ..tasks.lmeval import catalogue_metrics
-from . import metrics
+from ..tasks.registry import Registry
+from ..tasks.task import Task
+from . import calibration, metrics
 from .filters import DEFAULT_FILTER
 
 
@@ -60,7 +59,7 @@ class Results:
     group_subtasks: dict[str, list[str]]
     task_names: list[str]
     group_names: list[str]
-    robust: dict[str, Any] = field(default_factory=dict)  # task -> perturb.Robustness, with --perturb
+    robust: dict[str, Any] = field(default_factory=dict)  # task -> its robustness under --perturb
 
 
 def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
@@ -103,7 +102,7 @@ def _add_calibration(entry: Entry, docs: list[dict[str, Any]]) -> None:
         entry.values[key], entry.stderrs[key] = value, metrics.NA
 
 
-def _combine(values: list[float], stderrs: list[Any], sizes: list[int], by_size: bool) -> tuple[float, float | str]:
+def combine(values: list[float], stderrs: list[Any], sizes: list[int], by_size: bool) -> tuple[float, float | str]:
     value = metrics.weighted_mean(values, sizes, by_size)
     if len(stderrs) != len(values) or any(s == metrics.NA for s in stderrs):
         return value, metrics.NA
@@ -122,7 +121,7 @@ def _group_entry(name: str, alias: str, registry: Registry, entries: dict[str, E
             parts = [(entries[m], key) for m, key in spec["of"].items() if m in entries and key in entries[m].values]
             if parts:
                 key = f"{metric},{DEFAULT_FILTER}"
-                entry.values[key], entry.stderrs[key] = _combine(
+                entry.values[key], entry.stderrs[key] = combine(
                     [e.values[k] for e, k in parts],
                     [e.stderrs[k] for e, k in parts],
                     [e.n for e, _ in parts],
@@ -140,7 +139,7 @@ def _group_entry(name: str, alias: str, registry: Registry, entries: dict[str, E
             have = [leaf for leaf in leaves if key in leaf.values]
             if not have:
                 continue
-            entry.values[key], entry.stderrs[key] = _combine(
+            entry.values[key], entry.stderrs[key] = combine(
                 [leaf.values[key] for leaf in have],
                 [leaf.stderrs[key] for leaf in have],
                 [leaf.n for leaf in have],
@@ -211,43 +210,7 @@ def aggregate(
     )
 
 
-def add_robustness(
-    results: Results, records: list[dict[str, Any]], perturbed: list[dict[str, Any]], tasks: dict
-) -> None:
-    """Each task's metrics under its perturbations and their worst case (`acc@typos`,
-    `acc@robust`), each shown after the metric it perturbs, and the task's flipped documents."""
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in perturbed:
-        by_task[rec["task"]].append(rec)
-    for name in results.task_names:
-        if not by_task.get(name):
-            continue
-        own = [r for r in records if r["task"] == name]
-        robust = perturb.robustness(tasks[name], own, by_task[name], metrics.aggregate)
-        if robust is None:
-            continue
-        results.robust[name] = robust
-        _interleave(results.entries[name], robust.values, [*robust.perturbations, perturb.ROBUST])
-    # a group: each of its metrics under each perturbation, over its members that have it,
-    # weighted by size with the pooled stderr, as the group's own metric is (innermost first)
-    derived = [*perturb.PERTURBATIONS, perturb.ROBUST]
-    for group in reversed(results.group_names):
-        entry = results.entries[group]
-        members = [results.entries[m] for m in results.group_subtasks.get(group, []) if m in results.entries]
-        found: dict[str, tuple[float, float | str]] = {}
-        for key in entry.values:
-            metric, filter_name = split_key(key)
-            for name in derived:
-                extra = f"{metric}@{name},{filter_name}"
-                have = [m for m in members if extra in m.values]
-                if have:
-                    found[extra] = _combine(
-                        [m.values[extra] for m in have], [m.stderrs[extra] for m in have], [m.n for m in have], True
-                    )
-        _interleave(entry, found, derived)
-
-
-def _interleave(entry: Entry, extra: dict[str, tuple[float, float | str]], names: list[str]) -> None:
+def interleave(entry: Entry, extra: dict[str, tuple[float, float | str]], names: list[str]) -> None:
     """Put each `METRIC@NAME` value right after METRIC's."""
     values, stderrs = dict(entry.values), dict(entry.stderrs)
     entry.values.clear()

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.requests import Request, Response
-from ..tasks import DocRequests, Task
+from ..core.requests import DocRequests, Request, Response
+from ..tasks.task import Task
 from .filters import DEFAULT_FILTER
 
 

@@ -1,8 +1,4 @@
-"""Task declarations (lm-eval YAML), data loading, prompts and the task registry."""
-
-from ..core.requests import DocRequests
-from .config import GroupConfig, TaskConfig
-from .registry import Registry
-from .task import Task
-
-__all__ = ["DocRequests", "GroupConfig", "Registry", "Task", "TaskConfig"]
+"""Tasks: how a benchmark is declared (declare.py, config.py), where its documents come from
+(sources.py, data.py), how its prompts and requests are built (task.py, prompts.py,
+templates.py, outputs/), and every task the run can name (registry.py); lm-eval's YAML,
+catalogue and class tasks in lmeval/."""

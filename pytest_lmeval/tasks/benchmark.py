@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from ..core.requests import Response
-from ..features.perturbation import MARK as PERTURB_MARK
+from ..core.requests import DocRequests, Response
 from ..scoring.document import ScoredDoc, score
-from . import DocRequests, GroupConfig, Task, TaskConfig
+from .config import GroupConfig, TaskConfig
 from .declare import declared
+from .task import Task
 
 MARK = "lmeval_benchmark"
+PERTURB_MARK = "lmeval_perturb"  # perturbations of each document (features/perturbation.py)
 PASS_RATE = "pass_rate,none"
 
 

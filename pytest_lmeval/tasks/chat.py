@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LmevalError
-from ..models.base import ModelSpec
+from ..models.spec import ModelSpec
 
 # Backends whose model name is also a tokenizer (a hub id or a local folder).
 _TOKENIZER_IS_MODEL = {"hf", "vllm"}

@@ -1,7 +1,7 @@
 """Every task, group and tag found in the benchmark folders, and `--tasks` resolution.
 
 Names the folders do not define are looked up in lm-eval's own catalogue when the lm-eval
-package is installed (tasks/catalogue.py), one name at a time, so its 14,000 files are never
+package is installed (tasks/lmeval/catalogue.py), one name at a time, so its 14,000 files are never
 all parsed. A group may override task config keys for its members (lm-eval's
 `- task: arc_challenge` / `num_fewshot: 25` entries, and keys set at the group level): the
 overridden task keeps its name, as in lm-eval, and `configs_for` gives each selected task's
@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LmevalError, close_matches
-from .config import GroupConfig, TaskConfig, group_config_from_dict, task_config_from_dict
+from .config import GroupConfig, TaskConfig
+from .config_parsing import group_config_from_dict
 from .lmeval.catalogue import Catalogue, lm_eval_tasks_dir
+from .lmeval.yaml_config import task_config_from_yaml
 from .lmeval.yaml_loader import load_task_yaml
 from .python_files import is_benchmark_file, read_benchmark_file
 
@@ -102,7 +104,7 @@ class Registry:
         return None
 
     def _add_task(self, data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
-        cfg = task_config_from_dict(data, path)
+        cfg = task_config_from_yaml(data, path)
         self._claim(cfg.task, path, root)
         self.tasks[cfg.task] = cfg
         self.raw[cfg.task] = data
@@ -227,7 +229,7 @@ class Registry:
                 raise LmevalError(f"{base.source}: task {name!r}: a group overrides unknown keys {sorted(unknown)}")
             return replace(base, **overrides)
         data = {**self.raw[name], **overrides, "task": name}
-        return task_config_from_dict(data, base.source)
+        return task_config_from_yaml(data, base.source)
 
     def configs_for(self, picked: Iterable[str]) -> dict[str, TaskConfig]:
         """Every task under the picked names with the overrides of the groups it was reached

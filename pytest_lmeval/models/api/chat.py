@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core.requests import Request
-from ..base import Progress
+from ..backend import Progress
 from ..generation import cut_at_stops, normalize_gen_kwargs
 from .common import ApiBackend
 from .http import Call

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.requests import Request
-from ..base import ModelSpec, Progress, RequestFailed
+from ..backend import Progress, RequestFailed
+from ..spec import ModelSpec
 from ..tokens import LmTokenizer, TiktokenAdapter, load_hf_tokenizer
 from .http import ApiClient, Call, CallsFailed, RetryPolicy
 from .settings import ApiSettings, auth_headers, parse_settings
 
 # What a server states about the model behind an answer: (`model`, `system_fingerprint`), or None
-# where a response says neither. The response cache keys what it stores by it (cache.py).
+# where a response says neither. The response cache keys what it stores by it (engine/cache.py).
 Identity = tuple[str | None, str | None]
 MIXED = ("<answers of one request came from servers stating different models>", None)
-_stated: dict[Request, Identity | None] = {}  # per process: filled as answers arrive, taken by the cache
 
 
 def identity_of(data: Any) -> Identity | None:
@@ -29,11 +29,6 @@ def identity_of(data: Any) -> Identity | None:
     if not model and not fingerprint:
         return None
     return (str(model) if model else None, str(fingerprint) if fingerprint else None)
-
-
-def take_stated(request: Request) -> Identity | None | str:
-    """The identity the server stated for this request's answer ("unknown" if none arrived)."""
-    return _stated.pop(request, "unknown")
 
 
 @dataclass(frozen=True)
@@ -53,6 +48,8 @@ class ApiBackend:
 
     def __init__(self, spec: ModelSpec, *, device: str | None, batch_size: int | str) -> None:
         self.spec = spec
+        # The identity each answered request's server stated, until the cache takes it.
+        self._stated: dict[Request, Identity | None] = {}
         self.settings: ApiSettings = self.settings_for(spec, batch_size)
         s = self.settings
         headers, key = auth_headers(s)
@@ -131,6 +128,11 @@ class ApiBackend:
             "api_key_env": s.api_key_env,
         }
 
+    def take_stated(self, request: Request) -> Identity | None | str:
+        """The identity the server stated for this request's answer ("unknown" if no server
+        answered it); the response cache stores the answer under it."""
+        return self._stated.pop(request, "unknown")
+
     def stops(self, until: list[str]) -> list[str]:
         stops = until + [self.eos] if self.eos and self.eos not in until else list(until)
         return stops[: self.max_stops] if self.max_stops else stops
@@ -187,7 +189,7 @@ class ApiBackend:
                 if left[r] == 0:
                     stated = {item_identity[j] for j in by_owner[r]}
                     if stated:  # (a request of no calls, e.g. an empty document, depends on no server)
-                        _stated[requests[r]] = stated.pop() if len(stated) == 1 else MIXED
+                        self._stated[requests[r]] = stated.pop() if len(stated) == 1 else MIXED
 
         try:
             self.client.run([watched(i, c) for i, c in enumerate(calls)], on_done)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core.requests import Request
-from ..base import Progress, RequestFailed
+from ..backend import Progress, RequestFailed
 from ..generation import cut_at_stops, normalize_gen_kwargs
 from ..tokens import LmTokenizer, Tokens, rolling_windows, truncate_pair
 from .common import ApiBackend

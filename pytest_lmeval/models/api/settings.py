@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.errors import LmevalError, close_matches
-from ..base import ModelSpec
+from ..spec import ModelSpec
 
 _DEFAULTS: dict[str, Any] = {
     "base_url": None,

@@ -19,10 +19,12 @@ import torch.nn.functional as F
 
 from ...core.errors import LmevalError
 from ...core.requests import Request
-from ..base import ModelSpec, Progress
+from ..backend import Progress
 from ..hub import pinned_kwargs
-from . import cpu_kernels, gguf_cache
+from ..spec import ModelSpec
+from . import gguf_cache
 from .decode import DRAFT_MAX
+from .device import tuning_for
 from .generate import generate
 from .scorer import Pair, Scorer, TokenBudget, rolling_windows
 
@@ -111,10 +113,9 @@ class HFBackend:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
         self.device = next(self.model.parameters()).device
-        on_cpu = self.device.type == "cpu" and "device_map" not in load_kwargs
-        if on_cpu:
-            cpu_kernels.group_attention(self.model)
-        self.kernels = cpu_kernels.Kernels(self.model, on_cpu and bool(args.get("packed_linear", True)))
+        self.tuning = tuning_for(self.device)
+        if "device_map" not in load_kwargs:  # a model accelerate placed stays as it placed it
+            self.tuning.prepare(self.model, packed_linear=bool(args.get("packed_linear", True)))
         self.max_length = int(args.get("max_length") or self._detect_max_length())
         self.prefix_token_id = args.get("prefix_token_id")
         if self.prefix_token_id is None:
@@ -126,17 +127,17 @@ class HFBackend:
             elif self.tokenizer.eos_token is not None:
                 self.tokenizer.pad_token_id = self.tokenizer.eos_token_id
         self.max_gen_toks = int(args.get("max_gen_toks") or DEFAULT_MAX_GEN_TOKS)
-        # most prompt-lookup draft tokens a decoding pass feeds (hf_decode.py); 0 turns it off
+        # most prompt-lookup draft tokens a decoding pass feeds (decode.py); 0 turns it off
         self.prompt_lookup = int(args.get("prompt_lookup", DRAFT_MAX))
         self.drafts = [0, 0]  # draft tokens fed, and kept
         self.scorer = Scorer(
             self.model,
             self.max_length,
-            TokenBudget(batch_size, self.device),
+            TokenBudget(batch_size, self.tuning),
             self.softmax_dtype,
             prefix_reuse=bool(args.get("prefix_reuse", True)),
         )
-        # per generation request of the last generate_until call: seconds to its first token (hf_generate.py)
+        # per generation request of the last generate_until call: seconds to its first token (generate.py)
         self.first_token_seconds: dict[Request, float] = {}
         self.load_seconds = time.perf_counter() - started
         self.loaded_from = where.source
@@ -207,7 +208,7 @@ class HFBackend:
         for req, pair in zip(requests, pairs, strict=True):
             if not pair.continuation:
                 raise LmevalError(f"continuation {req.args[1]!r} encodes to no tokens")
-        self.kernels.scoring()
+        self.tuning.before_scoring()
         if self.backend == "seq2seq":
             return self._seq2seq_loglikelihood(pairs, progress)
         return self.scorer.score(pairs, lambda done: progress(len(done)))
@@ -236,7 +237,7 @@ class HFBackend:
             progress(finished)
 
         totals = [0.0] * len(requests)
-        self.kernels.scoring()
+        self.tuning.before_scoring()
         for i, (ll, _greedy) in zip(owner, self.scorer.score(pairs, on_done), strict=True):
             totals[i] += ll
         return totals
@@ -272,5 +273,5 @@ class HFBackend:
 
     # -- generation ---------------------------------------------------------------------------
     def generate_until(self, requests: Sequence[Request], progress: Progress) -> list[str]:
-        self.kernels.generating()
+        self.tuning.before_generating()
         return generate(self, requests, progress)

@@ -15,7 +15,7 @@ greedy semantics row by row:
   row sees exactly its own tokens;
 - how many rows decode together is set by memory: each row needs (prompt + max_gen_toks) x the
   KV bytes of one token (layers x KV heads x head dim x 2 x dtype bytes), against a budget from
-  the device's free memory, and at most `max_rows`;
+  the device's free memory (the caller's, from Tuning.kv_budget), and at most `max_rows`;
 - a finished row leaves the batch and a waiting row takes its place (continuous batching):
   new rows are prefilled on their own and joined to the running cache, padded to its width;
 - a prefix shared by a task's prompts (the few-shot block) is run once; its KV seeds every row
@@ -24,12 +24,14 @@ greedy semantics row by row:
   there as a draft, fed in the same pass; the draft is kept up to its first token that is not
   the greedy choice, the rest is masked out of the cache (so texts are those of one token a
   pass, up to float rounding of the wider pass).
+
+What depends on the device (a forward pass's fixed cost, anything done to the model around the
+loop) comes from a `tuning.Tuning`, chosen by `device.tuning_for`.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -39,100 +41,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .cpu_kernels import PackedLinear
-from .prefix_plan import generation_prefixes, pass_cost
-from .scorer import cache_argument, kv_bytes_per_token, returned_cache
+from .device import tuning_for
+from .kv_cache import buffered, cache_argument, kv_bytes_per_token, returned_cache
+from .prefix_plan import generation_prefixes
+from .tuning import Tuning
 
 Progress = Callable[[int], None]
-
-CPU_BUDGET_CAP = 4 << 30  # bytes of KV cache on a CPU, at most
-MAX_ROWS = {"cpu": 32, "cuda": 256}  # rows decoding together under batch size `auto`
-
-
-def memory_budget(device: torch.device) -> int:
-    """Bytes the KV cache of a decoding batch may take: half the free GPU memory, or a quarter
-    of the available RAM (at most CPU_BUDGET_CAP) on a CPU."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
-    available = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if available is None:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return min(CPU_BUDGET_CAP, available // 4)
-
-
-def _buffered_layer_class():
-    from transformers.cache_utils import DynamicLayer
-
-    class Buffered(DynamicLayer):
-        """A cache layer whose keys and values sit in a buffer with room to grow: a decoding
-        step writes its one token in place instead of copying the whole cache (a DynamicLayer
-        concatenates, which took 40% of a step at 8 rows of 350 tokens on a CPU)."""
-
-        def fill(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
-            b, h, t, d = keys.shape
-            self.buffers = [keys.new_empty((b, h, t + room, d)), values.new_empty((b, h, t + room, values.shape[-1]))]
-            self.buffers[0][:, :, :t] = keys
-            self.buffers[1][:, :, :t] = values
-            self.length = t
-            self.keys, self.values = self.buffers[0][:, :, :t], self.buffers[1][:, :, :t]
-            self.is_initialized = True
-            self.device = keys.device
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-            n = key_states.shape[-2]
-            if self.length + n > self.buffers[0].shape[-2]:
-                self.fill(self.keys, self.values, max(n, 64))
-            self.buffers[0][:, :, self.length : self.length + n] = key_states
-            self.buffers[1][:, :, self.length : self.length + n] = value_states
-            self.length += n
-            self.keys, self.values = self.buffers[0][:, :, : self.length], self.buffers[1][:, :, : self.length]
-            return self.keys, self.values
-
-    return Buffered
-
-
-_BUFFERED: list[type] = []
-
-# The output projection of a decoding step has one row per running sequence. On a CPU the BLAS
-# takes two or three rows several times slower than four (MKL, SmolLM2's 49152 x 576 head, one
-# thread: 1 row 11.7 ms, 2 rows 28.2, 3 rows 43.3, 4 rows 20.0), so such a product gets blank
-# rows up to four, cut off again after it. A head packed for oneDNN (cpu_kernels.py) needs none.
-_SMALL_PRODUCTS = (2, 3)
-_PADDED_ROWS = 4
-
-
-def _pad_small_products(head: torch.nn.Module) -> list[Any]:
-    padded: list[int] = []
-
-    def before(_module: Any, args: tuple) -> tuple | None:
-        x = args[0]
-        rows = x.shape[0]
-        if x.dim() < 2 or x[..., 0].numel() != rows or rows not in _SMALL_PRODUCTS:
-            return None
-        padded.append(rows)
-        return (torch.cat([x, x.new_zeros((_PADDED_ROWS - rows, *x.shape[1:]))]), *args[1:])
-
-    def after(_module: Any, _args: tuple, out: torch.Tensor) -> torch.Tensor | None:
-        return out[: padded.pop()] if padded else None
-
-    return [head.register_forward_pre_hook(before), head.register_forward_hook(after)]
-
-
-def _buffered(keys: torch.Tensor, values: torch.Tensor, room: int):
-    if not _BUFFERED:
-        _BUFFERED.append(_buffered_layer_class())
-    layer = _BUFFERED[0]()
-    layer.fill(keys, values, room)
-    return layer
-
 
 # Prompt lookup (speculative decoding with drafts copied from the row's own text): when a row's
 # last few tokens occurred before in its prompt or its output, the tokens that followed them
@@ -177,6 +91,7 @@ class Decoder:
         min_saved: int,
         min_saved_whole: int | None = None,
         lookup: int = DRAFT_MAX,
+        tuning: Tuning | None = None,
     ) -> None:
         self.model = model
         self.tok = tokenizer
@@ -191,6 +106,7 @@ class Decoder:
         self.min_saved_whole = min_saved_whole  # for a prefix every prompt shares
         self.lookup = max(0, lookup)  # most draft tokens a pass, 0: one token a pass
         self.device = next(model.parameters()).device
+        self.tuning = tuning if tuning is not None else tuning_for(self.device)
         self.cache_arg = cache_argument(model)
         self.keep_supported = "logits_to_keep" in inspect.signature(model.forward).parameters
         eos = model.generation_config.eos_token_id
@@ -208,13 +124,8 @@ class Decoder:
     @torch.no_grad()
     def run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
         """The generated token ids of each prompt."""
-        head = self.model.get_output_embeddings() if self.device.type == "cpu" else None
-        hooks = [] if head is None or isinstance(head, PackedLinear) else _pad_small_products(head)
-        try:
+        with self.tuning.decoding(self.model):
             return self._run(prompts, progress)
-        finally:
-            for hook in hooks:
-                hook.remove()
 
     def _run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
         prefixes = (
@@ -339,7 +250,7 @@ class Decoder:
             r.position = len(r.tokens)
             r.first_token_seconds = took
         if cache is None or not running:
-            new_cache.layers = [_buffered(x.keys, x.values, self.max_toks) for x in new_cache.layers]
+            new_cache.layers = [buffered(x.keys, x.values, self.max_toks) for x in new_cache.layers]
             return new_cache, new_mask
         return self._join(cache, mask, new_cache, new_mask)
 
@@ -355,7 +266,7 @@ class Decoder:
 
         a, b = width - mask.shape[1], width - new_mask.shape[1]
         cache.layers = [
-            _buffered(
+            buffered(
                 torch.cat([pad(old.keys, a, 2), pad(new.keys, b, 2)]),
                 torch.cat([pad(old.values, a, 2), pad(new.values, b, 2)]),
                 self.max_toks,
@@ -374,7 +285,7 @@ class Decoder:
         start = int(used[0]) if len(used) else 0
         mask = mask[:, start:]
         cache.layers = [
-            _buffered(
+            buffered(
                 layer.keys.index_select(0, index)[:, :, start:],
                 layer.values.index_select(0, index)[:, :, start:],
                 self.max_toks,
@@ -429,7 +340,7 @@ class Decoder:
         if not longest:
             return drafts
         rows = len(running)
-        saved = pass_cost(self.device) / rows + 1
+        saved = self.tuning.pass_cost / rows + 1
         odds = [(r.matched + 1) / (r.tested + 2) for r in running]
         best, best_gain, gain = 0, 0.0, 0.0
         for w in range(1, longest + 1):

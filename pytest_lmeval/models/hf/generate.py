@@ -6,10 +6,11 @@ stop sequence (the EOS text is always one), and each text is cut at the first oc
 stop sequence in turn. Greedy unless the arguments ask for sampling; a `seed` in the arguments
 seeds torch before each batch, so a sampled run can be repeated.
 
-Greedy requests to a causal LM with a plain KV cache go to hf_decode.Decoder: continuous
+Greedy requests to a causal LM with a plain KV cache go to decode.Decoder: continuous
 batching sized by KV-cache memory, with a task's shared few-shot prefix prefilled once. The
 rest (sampling, extra generation arguments, seq2seq, sliding-window or recurrent caches) goes
-to transformers' `generate` in batches whose KV cache fits the same memory budget.
+to transformers' `generate` in batches whose KV cache fits the same memory budget. The budget,
+the rows under `auto` and a forward pass's cost are the device's (`backend.tuning`).
 
 Encoder-decoder models (T5): the prompt goes to the encoder, and `generate` returns only the
 decoder's sequence (its start token first), so the text is everything after that start token,
@@ -31,11 +32,11 @@ import transformers
 from transformers.generation.streamers import BaseStreamer
 
 from ...core.requests import Request
-from ..base import Progress
+from ..backend import Progress
 from ..generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
-from .decode import MAX_ROWS, Decoder, memory_budget
-from .prefix_plan import pass_cost
-from .scorer import is_oom, kv_bytes_per_token
+from .decode import Decoder
+from .kv_cache import kv_bytes_per_token
+from .scorer import is_oom
 
 if TYPE_CHECKING:
     from .backend import HFBackend
@@ -113,7 +114,7 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
         widths = [min(lengths[requests[i].args[0]], max_ctx) + max_toks for i in members]
         per_row = kv_bytes_per_token(backend.model)
         rows_cap = _max_rows(backend)
-        budget = memory_budget(backend.device)
+        budget = backend.tuning.kv_budget()
         while start < len(members):
             n = min(rows_cap, len(members) - start, max(1, budget // (widths[start] * per_row)))
             batch = members[start : start + n]
@@ -132,10 +133,10 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
 
 
 def _max_rows(backend: HFBackend) -> int:
-    """Rows decoding together: the batch size when it is a number, else by device."""
+    """Rows decoding together: the batch size when it is a number, else the device's."""
     if backend.batch_size != "auto":
         return max(1, int(backend.batch_size))
-    return MAX_ROWS.get(backend.device.type, MAX_ROWS["cuda"])
+    return backend.tuning.decode_rows
 
 
 # A shared prefix costs its rows a prefill pass of their own (they cannot join rows of another
@@ -164,7 +165,7 @@ def _decodes_itself(backend: HFBackend, args: GenArgs) -> bool:
 
 def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress) -> None:
     prompts = [_encode_context(backend, requests[i].args[0])[-max_ctx:] for i in members]
-    rows, budget = _max_rows(backend), memory_budget(backend.device)
+    rows, budget = _max_rows(backend), backend.tuning.kv_budget()
     reported = [0]
 
     def advance(n: int) -> None:  # a retry finishes rows again: never count past the total
@@ -182,9 +183,10 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
             max_rows=rows,
             budget_bytes=budget,
             prefix_reuse=backend.scorer.prefix_reuse,
-            min_saved=max(GEN_MIN_SAVED, pass_cost(backend.device)),
-            min_saved_whole=pass_cost(backend.device),
+            min_saved=max(GEN_MIN_SAVED, backend.tuning.pass_cost),
+            min_saved_whole=backend.tuning.pass_cost,
             lookup=backend.prompt_lookup,
+            tuning=backend.tuning,
         )
         try:
             generated = decoder.run(prompts, advance)

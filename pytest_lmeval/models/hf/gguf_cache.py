@@ -33,7 +33,7 @@ _DONE = "conversion-complete"
 
 
 def _cache_root() -> Path:
-    from ...engine.cache import default_cache_dir
+    from ...core.files import default_cache_dir
 
     return default_cache_dir() / "converted"
 

@@ -15,19 +15,6 @@ from dataclasses import dataclass, field
 Row = tuple[int, ...]
 
 MIN_SHARED = 16  # tokens: a shorter common prefix is not worth a node
-# What one more forward pass costs on its own, in tokens' worth of compute: on a CPU about 32
-# (each pass reads every weight once: SmolLM2-135M, one thread, a pass of 1 token takes 64 ms,
-# 300 tokens a second in large batches); thousands on a GPU, where small passes are bound by
-# launch latency (measured on an H100: per-question reuse on ARC-Easy 0-shot ran 17x slower
-# than plain batches). A prefix node costs one more pass, so it must save at least this many
-# tokens, (rows - 1) x shared length; CPU batches are cut with it (hf_scorer.TokenBudget), and
-# prompt-lookup drafts are weighed against it (hf_decode.Decoder._cut_drafts).
-PASS_COST = {"cpu": 32, "cuda": 16384}
-
-
-def pass_cost(device) -> int:
-    """PASS_COST of a torch device (other accelerators count as a GPU)."""
-    return PASS_COST.get(device.type, PASS_COST["cuda"])
 
 
 @dataclass
@@ -52,8 +39,8 @@ def _lcp(a: Row, b: Row, limit: int) -> int:
 def plan(rows: list[Row], first_scored: dict[Row, int], min_saved: int, min_shared: int = MIN_SHARED) -> Node:
     """`first_scored[row]` is the first input position whose logits are scored; a cached
     prefix must end at or before it for every row under the node. Nodes that would save less
-    than `min_saved` tokens are dissolved into their parent's leaves, so their rows still
-    batch with everything else."""
+    than `min_saved` tokens (the device's Tuning.pass_cost) are dissolved into their parent's
+    leaves, so their rows still batch with everything else."""
     ordered = sorted(rows)
     return _build(ordered, 0, first_scored, min_shared, min_saved)
 

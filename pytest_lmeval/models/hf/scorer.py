@@ -11,19 +11,22 @@ On top of that, two speed-ups that keep scores within float rounding of the plai
   is retried, nothing is lost);
 - shared-prefix reuse (prefix_plan.py): a prefix shared by several rows is run once and its KV
   cache reused for all of them.
+How big a batch is and which prefixes are worth a pass of their own depend on the device: the
+scorer asks its budget's `tuning.Tuning` (a CPU's is cpu.CpuTuning), and nothing else here
+knows what it runs on.
 """
 
 from __future__ import annotations
 
-import bisect
-import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .prefix_plan import PASS_COST, Node, Row, pass_cost, plan
+from .kv_cache import Past, cache_argument, kv_bytes_per_token, returned_cache
+from .prefix_plan import Node, Row, plan
+from .tuning import Tuning
 
 OnDone = Callable[[list[int]], None]  # indices of the pairs just scored
 REUSE_MAX_CONTINUATION = 48  # tokens; see Scorer.score
@@ -50,98 +53,33 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> Itera
         predicted += n
 
 
-def cache_argument(model: torch.nn.Module) -> str:
-    """The name forward takes a KV cache by: transformers 5.2x renamed `past_key_values` to
-    `cache` (the old name warns, and goes in 5.40)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def kv_bytes_per_token(model: torch.nn.Module) -> int:
-    """Bytes one token's keys and values take in the cache, over all layers."""
-    config = model.config
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    layers = int(text.num_hidden_layers)
-    heads = int(text.num_attention_heads)
-    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
-    dtype = next(model.parameters()).dtype
-    return 2 * layers * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
-
-
-def returned_cache(out):
-    """The KV cache a forward returned, under either name."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
-
-
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-CPU_CHUNK_BYTES = 512 << 20  # KV cache of prefixes whose leaves batch together, on a CPU
-# ... when those prefixes are short (a zero-shot question): merging long ones (a 25-shot
-# context, an MMLU subject's block under each question) copies more cache than it saves passes
-CPU_MERGE_WIDTH = 256
-
-
 class TokenBudget:
-    """Rows per batch from a budget of padded tokens; `auto` adapts to the device."""
+    """Rows per scoring batch from a budget of padded tokens. A fixed batch size is that many
+    rows; `auto` starts at the device's `batch_tokens`, doubles after each batch that fits (up
+    to `max_batch_tokens`) and halves on out-of-memory, never to grow again."""
 
-    def __init__(self, batch_size: int | str, device: torch.device) -> None:
+    def __init__(self, batch_size: int | str, tuning: Tuning) -> None:
         self.fixed = None if batch_size == "auto" else int(batch_size)
-        on_gpu = device.type == "cuda"
-        self.tokens = 16384 if on_gpu else 2048
-        self.ceiling = 1 << 20 if on_gpu else 2048
-        self.grow = on_gpu
-        self.least_padding = not on_gpu
+        self.tuning = tuning
+        self.tokens = tuning.batch_tokens
         self.hit_oom = False
 
     def sizes(self, widths: list[int], own: list[int] | None = None) -> list[int]:
-        """Batch sizes for rows sorted longest first. `widths[i]` is what row i holds in
-        memory (its tokens and the cached prefix it attends to), `own[i]` the tokens it runs
-        (default: the same). With a fixed batch size, that many rows a batch; on a GPU, as many
-        as the budget holds (of `widths`), one batch at a time; on a CPU, the cut that costs
-        least: each batch runs its rows padded to its first row's width, plus a pass cost
-        for the pass, and holds at most the budget's tokens of `own` (four times that of
-        `widths`)."""
+        """Sizes of the next batches, for rows sorted longest first. `widths[i]` is what row i
+        holds in memory (its tokens and the cached prefix it attends to), `own[i]` the tokens
+        it runs (default: the same); the device's tuning cuts them (Tuning.batch_sizes)."""
         own = widths if own is None else own
-        n = len(widths)
         if self.fixed is not None:
+            n = len(widths)
             return [min(self.fixed, n - i) for i in range(0, n, self.fixed)]
-
-        def cap(i: int) -> int:
-            if self.least_padding:
-                rows = min(self.tokens // max(own[i], 1), 4 * self.tokens // max(widths[i], 1))
-            else:
-                rows = self.tokens // max(widths[i], 1)
-            return max(1, min(n - i, rows))
-
-        if not self.least_padding:
-            return [cap(0)]  # the next batch only: the budget may grow after it
-        # Cutting a batch inside a run of equal widths never helps, so each batch ends where
-        # the width drops, or where it is full: dynamic programming over those ends.
-        drops = [j for j in range(1, n) if own[j] < own[j - 1]]
-        best = [0] * (n + 1)
-        end = [n] * (n + 1)
-        for i in range(n - 1, -1, -1):
-            last = i + cap(i)
-            k = bisect.bisect_right(drops, i)
-            cost, stop = (last - i) * own[i] + PASS_COST["cpu"] + best[last], last
-            while k < len(drops) and drops[k] < last:
-                j = drops[k]
-                c = (j - i) * own[i] + PASS_COST["cpu"] + best[j]
-                if c < cost:
-                    cost, stop = c, j
-                k += 1
-            best[i], end[i] = cost, stop
-        out, i = [], 0
-        while i < n:
-            out.append(end[i] - i)
-            i = end[i]
-        return out
+        return self.tuning.batch_sizes(self.tokens, widths, own)
 
     def succeeded(self) -> None:
-        if self.fixed is None and self.grow and not self.hit_oom and self.tokens < self.ceiling:
+        if self.fixed is None and not self.hit_oom and self.tokens < self.tuning.max_batch_tokens:
             self.tokens *= 2
 
     def shrink(self, rows: int) -> bool:
@@ -154,12 +92,16 @@ class TokenBudget:
 
 
 class Scorer:
+    """Log-likelihoods of pairs, batched and with shared prefixes reused as the device's
+    tuning (the budget's) finds worth it."""
+
     def __init__(
         self, model: torch.nn.Module, max_length: int, budget: TokenBudget, softmax_dtype, prefix_reuse: bool
     ) -> None:
         self.model = model
         self.max_length = max_length
         self.budget = budget
+        self.tuning = budget.tuning
         self.softmax_dtype = softmax_dtype
         self.prefix_reuse = prefix_reuse
         self.device = next(model.parameters()).device
@@ -189,7 +131,7 @@ class Scorer:
             short = [r for r in rows if len(r) - first_scored[r] <= REUSE_MAX_CONTINUATION]
             plain = [r for r in rows if len(r) - first_scored[r] > REUSE_MAX_CONTINUATION]
             if short:
-                root = plan(short, first_scored, pass_cost(self.device))
+                root = plan(short, first_scored, self.tuning.pass_cost)
                 self._run_node(root, None, rows, pairs, results, on_done)
         if plain:
             self._run_leaves([(row, 0) for row in plain], None, rows, pairs, results, on_done)
@@ -217,10 +159,9 @@ class Scorer:
     def _run_children(self, node: Node, past: Past | None, rows, pairs, results, on_done) -> None:
         """Score everything under `node`'s children; `past` caches [0, node.end). Sibling
         prefixes (one per question, or one few-shot block per subject) run together in
-        token-budget batches, and so do all their leaves: one row of a few tokens per forward
-        pass is several times slower per token than a batch on a CPU. There the caches of
-        several batches of short prefixes are kept together (up to CPU_CHUNK_BYTES), so that
-        the leaves of all of them batch together too."""
+        token-budget batches, and so do all their leaves. Where the tuning says so
+        (Tuning.merge_bytes), the caches of several batches of prefixes are held together, so
+        that the leaves of all of them batch together too."""
         children = sorted(node.children, key=lambda c: (-c.end, _first_row(c)))
         widths = [c.end for c in children]
         own = [c.end - c.start for c in children]
@@ -230,12 +171,7 @@ class Scorer:
             if not sizes:
                 sizes = self.budget.sizes(widths[start:], own[start:])
             taken = [sizes.pop(0)]
-            while (
-                sizes
-                and self.budget.least_padding
-                and widths[start] <= CPU_MERGE_WIDTH
-                and sum(taken) + sizes[0] <= self._chunk_rows(widths[start])
-            ):
+            while sizes and sum(taken) + sizes[0] <= self._merged_rows(widths[start]):
                 taken.append(sizes.pop(0))
             flat = children[start : start + sum(taken)]
             try:
@@ -258,11 +194,14 @@ class Scorer:
                     self._run_children(child, chunk.row(k), rows, pairs, results, on_done)
             start += len(flat)
 
-    def _chunk_rows(self, width: int) -> int:
-        """How many prefix rows of `width` tokens a chunk of caches holds."""
+    def _merged_rows(self, width: int) -> int:
+        """How many prefix rows of `width` tokens may be held together."""
+        budget = self.tuning.merge_bytes(width)
+        if not budget:
+            return 0
         if self._kv_bytes is None:
             self._kv_bytes = kv_bytes_per_token(self.model)
-        return CPU_CHUNK_BYTES // max(1, width * self._kv_bytes)
+        return budget // max(1, width * self._kv_bytes)
 
     @torch.no_grad()
     def _extend(self, parent: Past | None, nodes: list[Node]) -> Past:
@@ -404,47 +343,6 @@ class _ScoredPositions:
         self.used = True
         picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.where(hidden.shape[1]))
         return (picked.unsqueeze(0), *args[1:])
-
-
-@dataclass
-class Past:
-    """A KV cache of several rows: layer (keys, values) of shape [rows, heads, width, dim]; row
-    k's first `lengths[k]` positions are its prefix, the rest padding."""
-
-    layers: list[tuple[torch.Tensor, torch.Tensor]]
-    lengths: list[int]
-
-    @property
-    def width(self) -> int:
-        return self.layers[0][0].shape[2]
-
-    @staticmethod
-    def merged(parts: list[Past]) -> Past:
-        """The rows of several caches as one, each padded to the widest."""
-        if len(parts) == 1:
-            return parts[0]
-        width = max(p.width for p in parts)
-        layers = []
-        for i in range(len(parts[0].layers)):
-            keys = [F.pad(p.layers[i][0], (0, 0, 0, width - p.width)) for p in parts]
-            values = [F.pad(p.layers[i][1], (0, 0, 0, width - p.width)) for p in parts]
-            layers.append((torch.cat(keys), torch.cat(values)))
-        return Past(layers, [n for p in parts for n in p.lengths])
-
-    def row(self, k: int) -> Past:
-        n = self.lengths[k]
-        return Past([(key[k : k + 1, :, :n], value[k : k + 1, :, :n]) for key, value in self.layers], [n])
-
-    def expanded(self, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """A one-row cache seen as `rows` rows (no copy)."""
-        return [(key.expand(rows, -1, -1, -1), value.expand(rows, -1, -1, -1)) for key, value in self.layers]
-
-    def gathered(self, ks: list[int], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Row ks[r] as row r."""
-        if len(self.lengths) == 1:
-            return self.expanded(len(ks))
-        index = torch.tensor(ks, dtype=torch.long, device=device)
-        return [(key.index_select(0, index), value.index_select(0, index)) for key, value in self.layers]
 
 
 def _first_row(node: Node) -> Row:

@@ -2,7 +2,7 @@
 
 Everything a backend call receives goes to vLLM in one `generate` call (its scheduler batches
 and overlaps it all). Engine arguments: `tensor_parallel_size`, `data_parallel_size` (replica
-processes, each on its own GPUs; see vllm_engine.py), `gpu_memory_utilization`,
+processes, each on its own GPUs; see engine.py), `gpu_memory_utilization`,
 `max_model_len`, `dtype`, `seed`, `enable_prefix_caching` (on unless turned off), and any other
 vLLM engine argument passed through unchanged.
 
@@ -24,30 +24,25 @@ that asks for neither sampling nor a temperature decodes greedily (see generatio
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from ...core.errors import LmevalError
 from ...core.requests import Request
-from ..base import ModelSpec, Progress, RequestFailed, redact_args
+from ..backend import Progress, RequestFailed
 from ..generation import cut_at_stops, normalize_gen_kwargs, with_eos
 from ..hub import HubRevision, model_source
+from ..spec import ModelSpec, redact_args
 from ..tokens import LmTokenizer, Tokens, load_hf_tokenizer, rolling_windows, truncate_pair
+from . import require_vllm
 from .engine import LocalRunner, Output, Params, ReplicaPool, gpu_groups
 
-INSTALL_HINT = "pip install 'pytest-lmeval[vllm]' (vLLM needs a CUDA GPU; see https://docs.vllm.ai)"
 DEFAULT_MAX_GEN_TOKS = 256
 MAX_TOKEN_IDS = 128  # vLLM's MAX_LOGPROB_TOKEN_IDS: token ids one request may ask about
 # Model args read here; everything else is a vLLM engine argument.
 _OWN_ARGS = {"add_bos_token", "prefix_token_id", "max_gen_toks", "max_length", "data_parallel_size", "shared_context"}
 _SCORE = {"temperature": 0.0, "max_tokens": 1, "prompt_logprobs": 1, "detokenize": False}
-
-
-def require_vllm(model: str) -> None:
-    if importlib.util.find_spec("vllm") is None:
-        raise LmevalError(f"--model {model}: vLLM is not installed: {INSTALL_HINT}")
 
 
 def sampling_fields() -> set[str]:

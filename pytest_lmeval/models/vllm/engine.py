@@ -138,7 +138,7 @@ class ReplicaPool:
 def gpu_groups(replicas: int, tensor_parallel: int) -> list[list[str]]:
     """GPU ids for each replica: CUDA_VISIBLE_DEVICES (an xdist worker's share), else every GPU
     nvidia-smi lists; CUDA is not initialised here."""
-    from ...features.xdist import visible_gpus
+    from ..devices import visible_gpus
 
     ids = [d.strip() for d in visible_gpus()]
     need = replicas * tensor_parallel

@@ -22,7 +22,7 @@ INDEX_FORMAT = 1  # of the word index kept on disk; bump when its content change
 
 
 def _index_dir() -> Path:
-    from ...engine.cache import default_cache_dir
+    from ...core.files import default_cache_dir
 
     return default_cache_dir() / "catalogue-index"
 

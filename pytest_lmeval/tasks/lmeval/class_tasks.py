@@ -1,4 +1,4 @@
-"""lm-eval's Python task classes (`class: !function task.SWDE`) and `custom_dataset` loaders.
+"""Running lm-eval's Python task classes (`class: !function task.SWDE`).
 
 A class task runs the installed lm-eval class itself: it is built as lm-eval 0.4.13's
 TaskFactory builds it (`cls(config=...)` when the constructor takes a config, else `cls()`),
@@ -11,196 +11,33 @@ our data layer (the offline mirror with --data-dir, the hub otherwise): the clas
 with a `download` of its own (SCROLLS reads zip files from the hub) keeps it, and runs only
 without --data-dir.
 
-What a class cannot run here is refused when its config is read, in one line: unitxt recipes
-without the `unitxt` package, multimodal classes, classes that execute model-written code,
-and classes whose module loads an HF `evaluate` metric that cannot be loaded.
-
-A `custom_dataset: !function` loader is called as lm-eval calls it (the task's metadata and
-dataset_kwargs as keyword arguments) when the documents are first needed.
+Reading a class task's config, and refusing what cannot run here, is yaml_config.py's.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import math
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import LmevalError
 from ...core.requests import DocRequests, Request, Response
-from ...scoring.filters import DEFAULT_PIPELINE, build_pipelines
+from ...scoring.filters import build_pipelines
 from ..config import TaskConfig
-from ..outputs import OUTPUT_TYPES, OutputType, is_sampling
+from ..config_parsing import with_lmeval_filters
+from ..outputs import OUTPUT_TYPES
+from ..outputs.base import OutputType
+from ..outputs.generation import is_sampling
 from ..prompts import PLAIN, PromptStyle
 from ..sources import Hub
 from ..task import Task
 from . import catalogue_metrics
-
-# Keys of a class task's YAML that are the registry's, not the class's.
-_STRUCTURAL_KEYS = ("task", "class", "tag", "group", "task_list")
+from .yaml_config import ClassRef, custom_dataset, first_line, load_class, without_remote_code
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
-@dataclass(frozen=True, eq=False)
-class ClassRef:
-    """The `class:` reference of a task's YAML, with the rest of that YAML (what lm-eval hands
-    the constructor); results.json shows it as the reference."""
-
-    ref: Any
-    config: Mapping[str, Any]
-
-    def load(self) -> type:
-        return self.ref.load() if hasattr(self.ref, "load") else self.ref
-
-    def describe(self) -> str:
-        return repr(self.ref) if hasattr(self.ref, "dotted") else f"{self.ref.__module__}.{self.ref.__qualname__}"
-
-    def __repr__(self) -> str:
-        return self.describe()
-
-
-def _load_class(ref: Any, where: str) -> type:
-    try:
-        cls = ref.load() if hasattr(ref, "load") else ref
-    except LmevalError as exc:
-        raise LmevalError(f"{where}: {exc}") from None
-    except Exception as exc:  # the class's module imports packages that are not installed
-        raise LmevalError(
-            f"{where}: its task class {ref!r} does not import ({_first_line(exc)}): install what its module needs"
-        ) from None
-    from lm_eval.api.task import Task as LmTask
-
-    if not (isinstance(cls, type) and issubclass(cls, LmTask)):
-        raise LmevalError(f"{where}: 'class' must name a subclass of lm-eval's Task, got {ref!r}")
-    return cls
-
-
-_EVALUATE_LOAD = re.compile(r"""evaluate\.load\(\s*["']([\w\-/]+)["']""")
-
-
-def _evaluate_metrics(cls: type) -> list[str]:
-    """The HF evaluate metrics the class's module loads by name (`evaluate.load("squad_v2")`)."""
-    try:
-        text = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
-    except (OSError, TypeError):
-        return []
-    return sorted(set(_EVALUATE_LOAD.findall(text)))
-
-
-def class_task_config(name: str, data: dict[str, Any], source: Path) -> TaskConfig:
-    """The config of a `class:` task: the class and its YAML, checked for what cannot run."""
-    where = f"{source}: task {name!r}"
-    ref = data["class"]
-    if ("unitxt" in repr(ref).lower() or data.get("recipe") is not None) and importlib.util.find_spec("unitxt") is None:
-        raise LmevalError(
-            f"{where} is a unitxt recipe ({ref!r}): lm-eval's class runs it with the unitxt package, "
-            "which is not installed: pip install unitxt"
-        )
-    if not catalogue_metrics.installed():
-        raise LmevalError(f'{where} is lm-eval\'s task class {ref!r}: pip install "pytest-lmeval[catalogue]"')
-    cls = _load_class(ref, where)
-    if getattr(cls, "MULTIMODAL", False) or data.get("doc_to_image") is not None:
-        raise LmevalError(f"{where}: image inputs (the multimodal task class {cls.__name__}) are not supported")
-    if getattr(cls, "UNSAFE_CODE", False) or data.get("unsafe_code"):
-        raise LmevalError(
-            f"{where} executes model-written code (task class {cls.__name__}); pytest-lmeval does not run such tasks"
-        )
-    for metric in _evaluate_metrics(cls):
-        problem = catalogue_metrics.hf_evaluate_problem(metric)
-        if problem:
-            raise LmevalError(f"{where}: metric {metric!r} is an HF evaluate metric, which {problem}")
-    tags = data.get("tag") or []
-    metadata = data.get("metadata")
-    return TaskConfig(
-        task=name,
-        source=source,
-        dataset_path=getattr(cls, "DATASET_PATH", None),
-        dataset_name=getattr(cls, "DATASET_NAME", None),
-        tag=[tags] if isinstance(tags, str) else list(tags),
-        metadata=dict(metadata) if isinstance(metadata, dict) else {},
-        task_class=ClassRef(ref, {k: v for k, v in data.items() if k not in _STRUCTURAL_KEYS[1:]}),
-        filters=(DEFAULT_PIPELINE,),
-    )
-
-
-# -- custom_dataset ---------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class CustomDataset:
-    """The documents a `custom_dataset` loader returns (a mapping of split to rows), loaded once."""
-
-    loader: Callable[..., Any]
-    kwargs: Mapping[str, Any]
-    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def _splits(self, task: str) -> Mapping[str, Any]:
-        if "splits" not in self._loaded:
-            try:
-                out = self.loader(**self.kwargs)
-            except LmevalError:
-                raise
-            except Exception as exc:  # offline, a missing package, a bad argument
-                raise LmevalError(
-                    f"task {task!r}: its custom_dataset loader {self.loader!r} failed ({_first_line(exc)}); "
-                    "it reads its data itself (usually from the hub), so run where that works"
-                ) from None
-            if not isinstance(out, Mapping):
-                raise LmevalError(
-                    f"task {task!r}: custom_dataset loader {self.loader!r} must return a mapping of split to "
-                    f"documents, got {type(out).__name__}"
-                )
-            self._loaded["splits"] = out
-        return self._loaded["splits"]
-
-    def rows(self, split: str, data_dir: Path | None, task: str) -> list[dict[str, Any]]:
-        splits = self._splits(task)
-        if split not in splits:
-            raise LmevalError(
-                f"task {task!r}: custom_dataset loader {self.loader!r} gave no {split!r} split "
-                f"(it gave {sorted(splits)})"
-            )
-        docs = splits[split]
-        return docs.to_list() if hasattr(docs, "to_list") else [dict(d) for d in docs]
-
-    def describe(self) -> str:
-        return f"custom_dataset {self.loader!r}"
-
-
-def _without_remote_code(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """lm-eval's download drops trust_remote_code under datasets 4, which has no loading scripts."""
-    import datasets
-    from packaging.version import parse
-
-    if parse(datasets.__version__) >= parse("4.0.0"):
-        kwargs.pop("trust_remote_code", None)
-    return kwargs
-
-
-def _custom_dataset(loader: Any, metadata: Mapping[str, Any], dataset_kwargs: Any, where: str) -> CustomDataset:
-    """lm-eval's call: `custom_dataset(**metadata, **dataset_kwargs)`."""
-    if not callable(loader):
-        raise LmevalError(f"{where}: custom_dataset must be a !function loader, got {loader!r}")
-    kwargs = _without_remote_code(dict(dataset_kwargs or {}))
-    both = set(metadata) & set(kwargs)
-    if both:
-        raise LmevalError(f"{where}: custom_dataset gets {sorted(both)} from both metadata and dataset_kwargs")
-    return CustomDataset(loader, {**metadata, **kwargs})
-
-
-def custom_dataset_source(cfg: TaskConfig, where: str) -> CustomDataset:
-    """A YAML task's loader, the metadata with the config's source as lm-eval's TaskFactory adds it."""
-    metadata = {**(cfg.metadata or {}), "config_source": str(cfg.source)}
-    return _custom_dataset(cfg.custom_dataset, metadata, cfg.dataset_kwargs, where)
-
-
-# -- running a class --------------------------------------------------------------------------
 class _Splits(dict):
     """The `dataset` a class reads: each split loaded through our data layer on first use.
     A split that the mirror lacks is an empty placeholder, remembered: lm-eval builds a class's
@@ -304,7 +141,7 @@ class ClassTask(Task):
         try:
             self.docs = list(obj.eval_docs)
         except Exception as exc:
-            raise LmevalError(f"{where}: its documents failed to load: {_first_line(exc)}") from None
+            raise LmevalError(f"{where}: its documents failed to load: {first_line(exc)}") from None
         self.original_size = len(self.docs)
         if limit is not None:
             n = int(limit) if limit >= 1 else math.ceil(len(self.docs) * limit)
@@ -325,9 +162,9 @@ class ClassTask(Task):
             if callable(custom):  # the class's config holds its metadata with config_source (_construct)
                 metadata = dict(getattr(config, "metadata", None) or {})
                 kwargs = getattr(config, "dataset_kwargs", None)
-                source: Any = _custom_dataset(custom, metadata, kwargs, f"task {task.name!r}")
+                source: Any = custom_dataset(custom, metadata, kwargs, f"task {task.name!r}")
             else:
-                extra = _without_remote_code(dict(dataset_kwargs)) if isinstance(dataset_kwargs, dict) else {}
+                extra = without_remote_code(dict(dataset_kwargs)) if isinstance(dataset_kwargs, dict) else {}
                 source = Hub(str(lm_self.DATASET_PATH), lm_self.DATASET_NAME, extra)
             task._splits = _Splits(lambda split: source.rows(split, task.data_dir, task.name))
             lm_self.dataset = task._splits
@@ -337,7 +174,7 @@ class ClassTask(Task):
     def _construct(self, config: TaskConfig) -> Any:
         ref: ClassRef = config.task_class
         catalogue_metrics._registry()  # lm-eval's logging quietened, as for its metrics
-        cls = _load_class(ref.ref, f"{config.source}: task {self.name!r}")
+        cls = load_class(ref.ref, f"{config.source}: task {self.name!r}")
         own_download = cls.download not in _base_downloads()
         if own_download and self.data_dir is not None:
             raise LmevalError(
@@ -358,7 +195,7 @@ class ClassTask(Task):
             if self._splits is not None and self._splits.missing:
                 raise next(iter(self._splits.missing.values())) from None
             raise LmevalError(
-                f"task {self.name!r}: lm-eval's class {cls.__name__} failed to set up: {_first_line(exc)}"
+                f"task {self.name!r}: lm-eval's class {cls.__name__} failed to set up: {first_line(exc)}"
             ) from None
         if hasattr(obj, "config") and hasattr(obj.config, "task"):
             obj.config.task = self.name
@@ -372,7 +209,7 @@ class ClassTask(Task):
             aggregation, higher = dict(obj.aggregation()), dict(obj.higher_is_better())
         except Exception as exc:
             raise LmevalError(
-                f"{where}: lm-eval's class aggregation()/higher_is_better() failed: {_first_line(exc)}"
+                f"{where}: lm-eval's class aggregation()/higher_is_better() failed: {first_line(exc)}"
             ) from None
         metric_list = [
             {"metric": m, "aggregation": _aggregation_spec(fn), "higher_is_better": bool(higher.get(m, True))}
@@ -381,9 +218,7 @@ class ClassTask(Task):
         filters = config.filters
         own_filters = obj.get_config("filter_list")
         if own_filters is not None:
-            from ..config import _with_lmeval_filters
-
-            filters = build_pipelines(_with_lmeval_filters(own_filters, {}, where), config.source, self.name)
+            filters = build_pipelines(with_lmeval_filters(own_filters, {}, where), config.source, self.name)
         kind = obj.get_config("output_type")
         version = getattr(obj, "VERSION", None)
         return replace(
@@ -413,7 +248,7 @@ class ClassTask(Task):
         except Exception as exc:
             raise LmevalError(
                 f"task {self.name!r}: lm-eval's {type(self.lm_task).__name__}.{what} failed on document {doc_id}: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from None
 
     def _request(self, inst: Any, doc_id: int) -> list[Request]:
@@ -485,6 +320,3 @@ class ClassTask(Task):
 def task_for(config: TaskConfig, **kwargs: Any) -> Task:
     """The Task that runs a config: lm-eval's class for a `class:` task, else ours."""
     return ClassTask(config, **kwargs) if config.task_class is not None else Task(config, **kwargs)
-
-
-__all__ = ["ClassTask", "CustomDataset", "class_task_config", "custom_dataset_source", "task_for"]

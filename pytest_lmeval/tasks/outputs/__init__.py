@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...core.errors import LmevalError
 from .base import OutputType
 from .choice import MultipleChoice
-from .generation import Generation, is_sampling
+from .generation import Generation
 from .loglikelihood import Loglikelihood
 from .rolling import Rolling
 
@@ -17,6 +17,3 @@ def output_type(name: str, where: str = "") -> OutputType:
     if found is None:
         raise LmevalError(f"{where}: unknown output_type {name!r} (known: {', '.join(OUTPUT_TYPES)})".lstrip(": "))
     return found
-
-
-__all__ = ["OUTPUT_TYPES", "OutputType", "is_sampling", "output_type"]

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import LmevalError
 from ...core.requests import DocRequests, Request, Response
-from ...features.calibration import softmax_confidence
 from ...scoring import metrics
+from ...scoring.calibration import softmax_confidence
 from ..lmeval import catalogue_metrics
 from .base import OutputType, text_target
 

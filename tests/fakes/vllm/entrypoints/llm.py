@@ -139,7 +139,7 @@ class LLM:
         import torch
         import torch.nn.functional as F
 
-        from pytest_lmeval.models.hf.scorer import cache_argument, returned_cache
+        from pytest_lmeval.models.hf.kv_cache import cache_argument, returned_cache
 
         token_ids = getattr(sp, "logprob_token_ids", None)  # absent before vLLM had it
         want_lps = sp.logprobs is not None or bool(token_ids)

@@ -1,39 +1,23 @@
-"""The run's state, one object per pytest session (kept on `config.stash`)."""
+"""Which tasks a run evaluates: --tasks resolved against the registry, each task built with
+its settings; the benchmark files collection should read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..core.errors import LmevalError
-from ..core.requests import Request, Response
-from ..engine.cache import ResponseCache, fingerprint_record, open_response_cache
-from ..features.perturbation import perturb_work
-from ..models.base import redact_args
-from ..tasks import DocRequests, GroupConfig, Registry, Task, TaskConfig
 from ..tasks.chat import ChatTemplate, load_chat_template
+from ..tasks.config import GroupConfig, TaskConfig
 from ..tasks.lmeval.class_tasks import task_for
 from ..tasks.lmeval.yaml_loader import reset_run_random
 from ..tasks.prompts import PromptStyle
-from .options import RunOptions, evals_dirs, parse_options
+from ..tasks.registry import Registry
+from ..tasks.task import Task
+from .options import RunOptions, evals_dirs
 from .task_settings import check_subsets, configured, in_subsets, styled
-
-
-@dataclass(frozen=True)
-class DocRef:
-    """The parameter of a document's item: small, so collection stays light."""
-
-    task: str
-    doc_id: int
-    perturbation: str | None = None  # perturb.py: the document's question perturbed so
-
-    def __str__(self) -> str:
-        base = f"{self.task}-{self.doc_id}"
-        return f"{base}[{self.perturbation}]" if self.perturbation else base
 
 
 def _under(path: Path, folder: Path) -> bool:
@@ -44,40 +28,21 @@ def _under(path: Path, folder: Path) -> bool:
     return True
 
 
-@dataclass
-class LmevalState:
-    config: pytest.Config
-    options: RunOptions
-    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    _registry: Registry | None = None
-    picked: list[str] | None = None  # what --tasks named (groups kept as groups)
-    tasks: dict[str, Task] = field(default_factory=dict)
-    work: dict[str, DocRequests] = field(default_factory=dict)  # nodeid -> requests
-    answers: dict[Request, Response] | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)  # controller only
-    perturbed: list[dict[str, Any]] = field(default_factory=list)  # controller: records of perturbed items
-    perturb: tuple[str, ...] = ()  # --perturb
-    request_costs: dict[Request, Any] = field(default_factory=dict)  # efficiency.Cost of each computed request
-    failures: list[dict[str, Any]] = field(default_factory=list)  # documents not scored
-    model_info: dict[str, Any] = field(default_factory=dict)
-    engine_stats: dict[str, Any] = field(default_factory=dict)
-    answered: float | None = None  # perf_counter() once this process's answers (judged ones too) were in
-    stopped: str | None = None  # why the run stopped early (a backend gave up): no results written
-    results: Any = None  # report.aggregate.Results, once the run is over
-    output_files: list[Path] = field(default_factory=list)
-    gates: list[Any] = field(default_factory=list)  # report.gates.Gate, judged on the controller
-    comparisons: list[Any] = field(default_factory=list)  # report.baseline.Comparison
-    baseline: Any = None  # report.baseline.BaselineRun, with --baseline
-    _cache: ResponseCache | None = None
-    chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
-    parametrized: set[str] = field(default_factory=set)  # tasks some collected test function runs
-    worker_cache: dict[str, Any] | None = None  # xdist controller: a worker's cache_record()
-    _style: PromptStyle | None = None
-    _task_chat: ChatTemplate | None = None  # the model's template, for tasks whose settings turn it on
+class Selection:
+    """Which tasks the run evaluates and their documents: resolved from --tasks (or the
+    benchmark files collected), each task built with its per-task settings, before collection
+    parametrizes one item per document."""
 
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> LmevalState:
-        return cls(config=config, options=parse_options(config))
+    def __init__(self, config: pytest.Config, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self._registry: Registry | None = None
+        self.picked: list[str] | None = None  # what --tasks named (groups kept as groups)
+        self.tasks: dict[str, Task] = {}
+        self.parametrized: set[str] = set()  # tasks some collected test function runs
+        self.chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
+        self._style: PromptStyle | None = None
+        self._task_chat: ChatTemplate | None = None  # the model's template, for tasks whose settings turn it on
 
     @property
     def registry(self) -> Registry:
@@ -90,10 +55,6 @@ class LmevalState:
         """`--tasks` with no paths on the command line: run the selected tasks, not the
         project's testpaths or whatever test files the current folder holds."""
         return bool(self.options.tasks) and self.config.args_source != pytest.Config.ArgsSource.ARGS
-
-    @property
-    def is_worker(self) -> bool:
-        return hasattr(self.config, "workerinput")
 
     # -- selection and data -------------------------------------------------------------------
     def prepare(self, args: list[str]) -> None:
@@ -207,69 +168,3 @@ class LmevalState:
         if not any(_under(path, d) for d in dirs):
             return None
         return any(self.registry.owner(name) == path.resolve() for name in self.tasks)
-
-    def build_requests(self, items: list[pytest.Item]) -> None:
-        keep = not self.config.option.collectonly  # a dry run validates prompts, keeps nothing
-        for item in items:
-            ref = lmeval_ref(item)
-            if ref is not None:
-                work = self.tasks[ref.task].build(ref.doc_id)
-                if ref.perturbation:
-                    work = perturb_work(self.tasks[ref.task], work, ref.perturbation, self.options.seed)
-                if keep:
-                    self.work[item.nodeid] = work
-        if self.work and self.options.model is None:
-            raise LmevalError(
-                f"{len(self.work)} documents selected but no model given: "
-                "pass --model BACKEND:NAME (e.g. --model hf:EleutherAI/pythia-160m)"
-            )
-
-    @property
-    def wants_samples(self) -> bool:
-        """Per-document samples travel on reports when logged, or when a baseline comparison
-        shows flipped documents with their prompts."""
-        return self.options.log_samples or self.options.baseline is not None
-
-    def merge_worker(self, engine: dict[str, Any], model_info: dict[str, Any]) -> None:
-        """Add one xdist worker's engine figures to the run's."""
-        self.model_info = self.model_info or model_info
-        for key, value in engine.items():
-            if isinstance(value, (int, float)):
-                self.engine_stats[key] = self.engine_stats.get(key, 0) + value
-        workers = self.engine_stats.setdefault("workers", [])
-        workers.append(engine)
-
-    def cache_record(self) -> dict[str, Any]:
-        """Whether answers were cached and why (the terminal's line), and the fingerprint they
-        were keyed by (results.json), as this process saw them; under xdist the controller
-        shows the workers' (it answers nothing itself)."""
-        if self._cache is None:
-            return self.worker_cache or {}
-        spec = self.options.model
-        record = fingerprint_record(spec.backend, spec.name, redact_args(spec.args)) if spec else None
-        return {"note": self._cache.note, "fingerprint": record}
-
-    def open_cache(self) -> ResponseCache | None:
-        """The response cache, or None when answers are not cached (--no-cache, or an API
-        server that states no model identity; `self._cache.note` says which)."""
-        opts = self.options
-        if opts.cache_dir is None or opts.model is None:
-            return None
-        if self._cache is None:
-            config = self.config
-            explicit = config.getoption("lmeval_cache_dir") is not None or bool(config.getini("lmeval_cache_dir"))
-            path = opts.cache_dir / "responses.sqlite"
-            self._cache = open_response_cache(path, opts.model, explicit=explicit, batch_size=opts.batch_size)
-        return self._cache if self._cache.enabled else None
-
-    def output_dir(self) -> Path:
-        # reports/ under the folder pytest was started in (not the rootdir, which outside a
-        # project can be the data mirror's folder)
-        return self.options.output_dir(self.config.invocation_params.dir, self.started)
-
-
-def lmeval_ref(item: pytest.Item) -> DocRef | None:
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    return next((v for v in callspec.params.values() if isinstance(v, DocRef)), None)

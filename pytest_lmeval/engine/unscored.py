@@ -20,10 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
-from ..core.requests import Request
-from ..tasks import DocRequests
+from ..core.requests import DocRequests, Request
 from .answer_checks import unscorable
 
 DocKey = tuple[str, int]
@@ -32,26 +29,16 @@ ERROR, NOT_RUN = "error", "not run"
 
 @dataclass
 class Unscored:
-    """Kept on `config.stash[UNSCORED]` (see `unscored_of`)."""
+    """The run's documents without a score, and why (the run owns one: `Run.unscored`)."""
 
     docs: dict[DocKey, tuple[str, str]] = field(default_factory=dict)  # (task, doc_id) -> (status, reason)
     interrupted: bool = False  # Ctrl-C
     cached: int | None = None  # with Ctrl-C: how many of the run's answers the cache holds
     total: int | None = None  # with Ctrl-C: how many unique answers the run needs
-    scheduler: Any = None  # distribute.ShardScheduling on an xdist controller
 
     def add(self, key: DocKey | None, reason: str, status: str = NOT_RUN) -> None:
         if key is not None:
             self.docs.setdefault(key, (status, reason))
-
-
-UNSCORED = pytest.StashKey[Unscored]()
-
-
-def unscored_of(config: pytest.Config) -> Unscored:
-    if UNSCORED not in config.stash:
-        config.stash[UNSCORED] = Unscored()
-    return config.stash[UNSCORED]
 
 
 def doc_of_nodeid(nodeid: str) -> DocKey | None:

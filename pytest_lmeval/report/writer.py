@@ -1,0 +1,46 @@
+"""The output folder of a run, from its RunResult: results.json (lm-eval's schema), the
+per-document file a later --baseline pairs against, report.html, and with --log-samples
+samples/<task>.jsonl. Each written atomically."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.files import atomic_write
+from ..features.baseline_run import PER_DOC_FILE, per_document_lines
+from ..features.gating import doc_hashes
+from .results import build_results, write_results, write_samples
+from .run_page import write_html
+
+if TYPE_CHECKING:
+    from ..run.result import RunResult
+
+
+def results_document(result: RunResult) -> dict[str, Any]:
+    """results.json's content: lm-eval's keys, then ours (what was not scored and why, the
+    gates, the features' sections)."""
+    extra: dict[str, Any] = {
+        "model_name": result.model,
+        "model_info": result.model_info,
+        "engine": result.engine,
+        "partial": bool(result.not_scored),  # some selected documents have no score: see not_scored
+        "not_scored": result.not_scored,
+        "date": time.time(),
+        **result.timings,
+        **result.prompts,
+        "gates": [g.to_json() for g in result.gates],
+        **result.sections,
+    }
+    return build_results(result.results, result.tasks, result.registry, result.config, extra)
+
+
+def write_reports(result: RunResult, out_dir: Path, log_samples: bool) -> list[Path]:
+    doc = results_document(result)
+    files = [write_results(out_dir, doc)]
+    atomic_write(out_dir / PER_DOC_FILE, per_document_lines(result.records, doc_hashes(result)))
+    files.append(write_html(out_dir, result, doc))
+    if log_samples:
+        files += write_samples(out_dir, result.records + result.perturbed)
+    return files
