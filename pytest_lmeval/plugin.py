@@ -47,7 +47,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lmeval: a benchmark document evaluated by pytest-lmeval")
     config.addinivalue_line("markers", "lmeval_benchmark(*tasks): set by @pytest_lmeval.benchmark")
-    config.addinivalue_line("markers", "lmeval_perturb(*names): perturbations of each document (features/perturbation.py)")
+    config.addinivalue_line("markers", "lmeval_perturb(*names): perturbations of each document")
     options = parse_options(config)
     xdist = Xdist(config, sharded=options.model is not None)
     xdist.pin_gpus()  # a worker pins its GPUs before anything initialises CUDA

@@ -21,9 +21,9 @@ from mirror import merged_mirror  # noqa: E402
 
 from pytest_lmeval.core.errors import LmevalError  # noqa: E402
 from pytest_lmeval.models.dummy import dummy_generation  # noqa: E402
+from pytest_lmeval.scoring import lmeval_metrics  # noqa: E402
 from pytest_lmeval.scoring.aggregate import aggregate  # noqa: E402
 from pytest_lmeval.scoring.document import score  # noqa: E402
-from pytest_lmeval.tasks.lmeval import catalogue_metrics  # noqa: E402
 from pytest_lmeval.tasks.lmeval.class_tasks import ClassTask, task_for  # noqa: E402
 from pytest_lmeval.tasks.prompts import PromptStyle  # noqa: E402
 from pytest_lmeval.tasks.registry import Registry  # noqa: E402
@@ -141,7 +141,7 @@ def test_squadv2_metric_not_loadable_is_one_line(monkeypatch) -> None:
         calls.append(metric)
         return f"evaluate.load({metric!r}) failed: offline"
 
-    monkeypatch.setattr(catalogue_metrics, "hf_evaluate_problem", problem)
+    monkeypatch.setattr(lmeval_metrics, "hf_evaluate_problem", problem)
     with pytest.raises(LmevalError, match=r"task 'squadv2': metric 'squad_v2' is an HF evaluate metric") as info:
         Registry.scan([], lm_eval_catalogue=True).configs_for(["squadv2"])
     assert calls == ["squad_v2"] and "\n" not in str(info.value)

@@ -25,7 +25,7 @@ from mirror import LibraryTasks, merged_mirror  # noqa: E402
 
 from pytest_lmeval.report import leaderboard  # noqa: E402
 from pytest_lmeval.scoring.document import score  # noqa: E402
-from pytest_lmeval.tasks.lmeval.yaml_loader import reset_run_random  # noqa: E402
+from pytest_lmeval.tasks.lmeval.yaml_loader import run_random  # noqa: E402
 from pytest_lmeval.tasks.task import Task  # noqa: E402
 
 pytest.importorskip("lm_eval")
@@ -99,13 +99,19 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def one_run():
+    """GPQA's process_docs shuffles the choices with the global generator, as one lm-eval run seeds it."""
+    with run_random():
+        yield
+
+
 def _args(req) -> tuple:
     return (req.args[0], req.gen_kwargs) if req.kind == "generate_until" else tuple(req.args)
 
 
 @pytest.mark.parametrize(("name", "folder"), CASES)
-def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror, fresh_reference_cache) -> None:
-    reset_run_random()  # GPQA's process_docs shuffles the choices with the global generator, as lm-eval seeds it
+def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror, fresh_reference_cache, one_run) -> None:
     task = Task(library.tasks[name], data_dir=mirror)
     ours_requests, ours = {}, {}
     for doc_id in range(len(task.docs)):
@@ -142,11 +148,10 @@ def test_leaderboard_subtask_equals_lm_eval(name, folder, library, mirror, fresh
         assert [_plain(v) for v in ours[key]] == [_plain(v) for v in values], key
         want = lm.aggregation()[key.split(",")[0]](values)
         got = json.loads(json.dumps(ours[key]))  # as the records cross xdist
-        from pytest_lmeval.scoring import metrics
-        from pytest_lmeval.tasks.lmeval import catalogue_metrics
+        from pytest_lmeval.scoring import lmeval_metrics, metrics
 
         custom = task.config.catalogue_aggregation(key.split(",")[0])
-        value = catalogue_metrics.aggregate(got, custom) if custom else metrics.aggregate(key, got)[0]
+        value = lmeval_metrics.aggregate(got, custom) if custom else metrics.aggregate(key, got)[0]
         assert value == pytest.approx(want, abs=1e-12), key
     if name in GENERATIONS:  # the made-up answers follow some instructions, not all
         assert 0 < sum(map(float, ours[next(iter(ours))])) < len(task.docs)
@@ -166,8 +171,8 @@ def test_gpqa_group_shuffles_as_one_lm_eval_run(library, mirror, fresh_reference
     """In one run lm-eval's global generator goes on from one GPQA subset's shuffle to the
     next (seeded 0 once, subsets in the group's order): each subset's choices equal its."""
     subsets = ["leaderboard_gpqa_diamond", "leaderboard_gpqa_extended", "leaderboard_gpqa_main"]
-    reset_run_random()
-    ours = {name: _prompts(Task(library.tasks[name], data_dir=mirror)) for name in subsets}
+    with run_random():
+        ours = {name: _prompts(Task(library.tasks[name], data_dir=mirror)) for name in subsets}
     with lmeval_mirror(mirror):
         random.seed(0)
         from lm_eval.tasks import TaskManager
@@ -182,8 +187,8 @@ def test_gpqa_group_shuffles_as_one_lm_eval_run(library, mirror, fresh_reference
     assert ours == theirs
     alone = {}
     for name in subsets:  # each subset alone is its own run: its shuffle starts from seed 0
-        reset_run_random()
-        alone[name] = _prompts(Task(library.tasks[name], data_dir=mirror))
+        with run_random():
+            alone[name] = _prompts(Task(library.tasks[name], data_dir=mirror))
     assert alone["leaderboard_gpqa_diamond"] == ours["leaderboard_gpqa_diamond"]
     assert alone["leaderboard_gpqa_extended"] != ours["leaderboard_gpqa_extended"]
 
@@ -194,9 +199,9 @@ def test_gpqa_shuffles_the_same_in_every_run(library, mirror) -> None:
     prompts = []
     for seed in (1, 2):
         random.seed(seed)
-        reset_run_random()
-        task = Task(library.tasks["leaderboard_gpqa_main"], data_dir=mirror)
-        prompts.append([task.build(i).requests[0].args[0] for i in range(len(task.docs))])
+        with run_random():
+            task = Task(library.tasks["leaderboard_gpqa_main"], data_dir=mirror)
+            prompts.append([task.build(i).requests[0].args[0] for i in range(len(task.docs))])
     assert prompts[0] == prompts[1]
     assert len(set(prompts[0])) == len(prompts[0]) == 3
     state = random.getstate()

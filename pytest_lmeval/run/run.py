@@ -31,6 +31,7 @@ from ..models.hub import pinned_revisions
 from ..models.spec import redact_args, redact_args_text
 from ..scoring.aggregate import aggregate
 from ..scoring.document import sha256
+from ..tasks.lmeval.yaml_loader import run_random
 from .doc_ref import lmeval_ref
 from .options import RunOptions
 from .result import RunResult
@@ -60,9 +61,12 @@ class Run:
         self._worker_cache: dict[str, Any] | None = None  # xdist controller: the workers' cache record
         self._resources = contextlib.ExitStack()  # what the run holds open until it closes
         self._resources.enter_context(pinned_revisions())
+        # process_docs helpers see the global generator as one lm-eval run advances it
+        self._resources.enter_context(run_random())
 
     def close(self) -> None:
-        """Release what the run holds: its cache connection, its pinned hub revisions."""
+        """Release what the run holds: its cache connection, its pinned hub revisions, its
+        process_docs generator."""
         if self._cache is not None:
             self._cache.close()
         self._resources.close()

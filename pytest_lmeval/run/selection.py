@@ -12,7 +12,6 @@ from ..core.errors import LmevalError
 from ..tasks.chat import ChatTemplate, load_chat_template
 from ..tasks.config import GroupConfig, TaskConfig
 from ..tasks.lmeval.class_tasks import task_for
-from ..tasks.lmeval.yaml_loader import reset_run_random
 from ..tasks.prompts import PromptStyle
 from ..tasks.registry import Registry
 from ..tasks.task import Task
@@ -59,7 +58,6 @@ class Selection:
     # -- selection and data -------------------------------------------------------------------
     def prepare(self, args: list[str]) -> None:
         """Resolve which tasks run and load their documents, before collection."""
-        reset_run_random()  # process_docs helpers see the global generator as one lm-eval run does
         registry = self.registry
         if self.tasks_only:
             args = []  # the testpaths or the current folder were not asked for

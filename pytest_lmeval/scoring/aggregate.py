@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..tasks.lmeval import catalogue_metrics
-from ..tasks.registry import Registry
-from ..tasks.task import Task
-from . import calibration, metrics
+from . import calibration, lmeval_metrics, metrics
 from .filters import DEFAULT_FILTER
+
+if TYPE_CHECKING:
+    from ..tasks.registry import Registry
+    from ..tasks.task import Task
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -74,7 +75,7 @@ def _task_entry(task: Task, docs: list[dict[str, Any]], alias: str) -> Entry:
         values = [d["metrics"][key] for d in docs if key in d["metrics"]]
         custom = task.config.catalogue_aggregation(metric)
         if custom is not None:  # lm-eval's own (f1, bleu...) or a `!function` helper
-            entry.values[key], entry.stderrs[key] = catalogue_metrics.aggregate_with_stderr(values, custom)
+            entry.values[key], entry.stderrs[key] = lmeval_metrics.aggregate_with_stderr(values, custom)
             continue
         aggregation = task.config.aggregation(metric)
         entry.values[key], entry.stderrs[key] = metrics.aggregate(metric, values, aggregation)

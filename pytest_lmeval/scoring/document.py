@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.requests import DocRequests, Request, Response
-from ..tasks.task import Task
 from .filters import DEFAULT_FILTER
+
+if TYPE_CHECKING:
+    from ..tasks.task import Task
 
 
 def sha256(text: str) -> str:

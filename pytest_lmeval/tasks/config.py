@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LmevalError
+from ..scoring import lmeval_metrics
 from ..scoring import metrics as metric_fns
 from ..scoring.filters import FilterPipeline
-from .lmeval import catalogue_metrics
 from .outputs import output_type
 from .sources import Hub, Source
 
@@ -112,7 +112,7 @@ class TaskConfig:
         if given is not None:
             return str(given)
         if metric not in metric_fns.METRICS and self.metric_function(metric) is None:
-            return catalogue_metrics.default_aggregation(metric) or metric_fns.aggregation_for(metric)
+            return lmeval_metrics.default_aggregation(metric) or metric_fns.aggregation_for(metric)
         return metric_fns.aggregation_for(metric)
 
     def catalogue_aggregation(self, metric: str) -> Any:
@@ -137,7 +137,7 @@ class TaskConfig:
         entry = self._metric_entry(metric)
         if callable(entry.get("lmeval_fn")):
             return entry["lmeval_fn"]
-        return catalogue_metrics.metric_function(metric, hf_evaluate=entry.get("hf_evaluate") is True)
+        return lmeval_metrics.metric_function(metric, hf_evaluate=entry.get("hf_evaluate") is True)
 
     def metric_function(self, metric: str) -> Any:
         """A metric written as a Python function (None for the built-in ones)."""
@@ -148,7 +148,7 @@ class TaskConfig:
         for name in self.metrics:
             default = metric_fns.METRICS.get(name, ("mean", True))[1]
             if name not in metric_fns.METRICS and self.metric_function(name) is None:
-                found = catalogue_metrics.higher_is_better(name)
+                found = lmeval_metrics.higher_is_better(name)
                 default = default if found is None else found
             out[name] = bool(self._metric_entry(name).get("higher_is_better", default))
         return out

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LmevalError
+from ..scoring import lmeval_metrics
 from ..scoring import metrics as metric_fns
 from ..scoring.filters import FILTERS, build_pipelines
 from .config import GroupConfig, GroupMember, TaskConfig
-from .lmeval import catalogue_metrics
 from .outputs import output_type
 
 # lm-eval YAML keys for features pytest-lmeval does not have: named in a clear error.
@@ -109,7 +109,7 @@ def with_lmeval_filters(filter_list: Any, data: dict[str, Any], where: str) -> A
             function = step.get("function") if isinstance(step, dict) else None
             if isinstance(function, str) and function not in FILTERS:
                 try:
-                    found = catalogue_metrics.registered_filter(function, _function_refs(data))
+                    found = lmeval_metrics.registered_filter(function, _function_refs(data))
                 except LmevalError as exc:
                     raise LmevalError(f"{where}: {exc}") from None
                 if found is not None:
@@ -131,7 +131,7 @@ def _metric_entry_from_yaml(entry: Any) -> Any:
 
 
 # lm-eval computes these per output type; any other name gives no value there.
-_CATALOGUE_METRICS = {"multiple_choice": set(catalogue_metrics.CHOICE_METRICS)}
+_CATALOGUE_METRICS = {"multiple_choice": set(lmeval_metrics.CHOICE_METRICS)}
 
 
 def _check_catalogue_metric(cfg: TaskConfig, entry: dict[str, Any], where: str) -> None:
@@ -140,14 +140,14 @@ def _check_catalogue_metric(cfg: TaskConfig, entry: dict[str, Any], where: str) 
     if cfg.output_type == "generate_until":
         if callable(entry.get("lmeval_fn")):
             return
-        if not catalogue_metrics.installed():
+        if not lmeval_metrics.installed():
             raise LmevalError(f'{where}: metric {metric!r} is lm-eval\'s: pip install "pytest-lmeval[catalogue]"')
-        if entry.get("hf_evaluate") is True or not catalogue_metrics.registered(metric):
-            problem = catalogue_metrics.hf_evaluate_problem(metric)
+        if entry.get("hf_evaluate") is True or not lmeval_metrics.registered(metric):
+            problem = lmeval_metrics.hf_evaluate_problem(metric)
             if problem:
                 raise LmevalError(f"{where}: metric {metric!r} is an HF evaluate metric, which {problem}")
         return
-    if metric in _CATALOGUE_METRICS.get(cfg.output_type, ()) and catalogue_metrics.installed():
+    if metric in _CATALOGUE_METRICS.get(cfg.output_type, ()) and lmeval_metrics.installed():
         return
     known = output_type(cfg.output_type).builtin_metrics + tuple(sorted(_CATALOGUE_METRICS.get(cfg.output_type, ())))
     raise LmevalError(
@@ -169,7 +169,7 @@ def _check_metrics(cfg: TaskConfig) -> None:
         if cfg.process_results is None and (metric not in known or callable(entry.get("lmeval_fn"))):
             _check_catalogue_metric(cfg, entry, where)
         aggregation = entry.get("aggregation")
-        known_aggs = {*metric_fns.AGGREGATIONS, *catalogue_metrics.registered_aggregations()}
+        known_aggs = {*metric_fns.AGGREGATIONS, *lmeval_metrics.registered_aggregations()}
         if aggregation is not None and not callable(aggregation) and aggregation not in known_aggs:
             raise LmevalError(
                 f"{where}: metric {metric!r}: aggregation {aggregation!r} is not supported "

@@ -11,7 +11,9 @@ declare_metrics.py; this module re-exports them, as the public facade imports th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,28 @@ from .declare_data import Data, Doc, FewShot, Text, declaring_file
 from .declare_metrics import Metric, filter_entries, metric_entries
 from .sources import Hub
 
-# While the registry imports a benchmark file (python_files.py), what it declares lands here.
-_recording: list[Any] | None = None
+# While the registry imports a benchmark file (python_files.py), what it declares lands here:
+# scoped to that import, so two registries reading files in one process never share it.
+_RECORDING: ContextVar[list[Any] | None] = ContextVar("lmeval_declared", default=None)
 
 
 def declared(obj: Any) -> Any:
     """Note a declaration (a task, a group, or a benchmark's references) for the registry."""
-    if _recording is not None:
-        _recording.append(obj)
+    recording = _RECORDING.get()
+    if recording is not None:
+        recording.append(obj)
     return obj
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Any]]:
+    """Collect what the code run inside declares (see `declared`)."""
+    found: list[Any] = []
+    token = _RECORDING.set(found)
+    try:
+        yield found
+    finally:
+        _RECORDING.reset(token)
 
 
 # -- fields -----------------------------------------------------------------------------------

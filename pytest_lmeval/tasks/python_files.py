@@ -65,10 +65,9 @@ def read_benchmark_file(path: Path) -> Declared:
     module = importlib.util.module_from_spec(spec)
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)  # sibling helper modules import as pytest's rootdir mode allows
-    previous, declare._recording = declare._recording, []
     try:
-        spec.loader.exec_module(module)
-        found = declare._recording
+        with declare.recording() as found:
+            spec.loader.exec_module(module)
     except LmevalError as exc:
         raise LmevalError(f"{path}: {exc}") from None
     except Exception as exc:
@@ -76,7 +75,6 @@ def read_benchmark_file(path: Path) -> Declared:
         line = f":{frames[-1].lineno}" if frames else ""
         raise LmevalError(f"{path}{line}: {type(exc).__name__}: {exc}") from None
     finally:
-        declare._recording = previous
         sys.path.remove(folder)
     out = Declared()
     for obj in found:

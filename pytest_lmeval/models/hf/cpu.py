@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from . import cpu_kernels
-from .tuning import Tuning
+from .tuning import Tuning, host_kv_budget
 
-KV_CAP = 4 << 30  # bytes of KV cache a decoding batch takes at most
 # Sibling prefixes whose caches are held together so their leaves batch together: up to this
 # many bytes, and only short prefixes (a zero-shot question). Merging long ones (a 25-shot
 # context, an MMLU subject's block under each question) copies more cache than it saves passes.
@@ -50,7 +48,7 @@ class CpuTuning(Tuning):
 
     def kv_budget(self) -> int:
         """A quarter of the RAM the host has available, at most KV_CAP."""
-        return min(KV_CAP, _available_ram() // 4)
+        return host_kv_budget()
 
     def batch_sizes(self, tokens: int, widths: list[int], own: list[int]) -> list[int]:
         """All the batches at once, cut where they cost least: a batch runs its rows padded to
@@ -114,21 +112,6 @@ class CpuTuning(Tuning):
         finally:
             for hook in hooks:
                 hook.remove()
-
-
-def _available_ram() -> int:
-    """MemAvailable from Linux's /proc/meminfo, else the free pages sysconf reports."""
-    available = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if available is None:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return available
 
 
 def _pad_small_products(head: torch.nn.Module) -> list[Any]:

@@ -11,6 +11,7 @@ choice between the two is made in `device.tuning_for` alone.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -36,9 +37,13 @@ class Tuning:
         self.device = device
 
     def kv_budget(self) -> int:
-        """Bytes the KV cache of a decoding batch may take: half of what the GPU has free,
-        leaving the rest to a pass's activations."""
-        free, _total = torch.cuda.mem_get_info(self.device)
+        """Bytes the KV cache of a decoding batch may take: half of what the accelerator has
+        free, leaving the rest to a pass's activations; on one that shares the host's memory
+        and cannot tell what is free (Apple's mps), a quarter of the host's available RAM."""
+        mem_get_info = getattr(getattr(torch, self.device.type, None), "mem_get_info", None)
+        if mem_get_info is None:
+            return host_kv_budget()
+        free, _total = mem_get_info(self.device)
         return int(free * 0.5)
 
     def batch_sizes(self, tokens: int, widths: list[int], own: list[int]) -> list[int]:
@@ -66,3 +71,26 @@ class Tuning:
     def decoding(self, model: torch.nn.Module) -> Iterator[None]:
         """Around a decoding loop over `model`."""
         yield
+
+
+KV_CAP = 4 << 30  # bytes of KV cache a decoding batch takes at most
+
+
+def available_ram() -> int:
+    """MemAvailable from Linux's /proc/meminfo, else the free pages sysconf reports."""
+    available = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return available
+
+
+def host_kv_budget() -> int:
+    """A quarter of the RAM the host has available, at most KV_CAP."""
+    return min(KV_CAP, available_ram() // 4)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ...core.errors import LmevalError
 from ...core.requests import DocRequests, Request, Response
+from ...scoring import lmeval_metrics
 from ...scoring.filters import build_pipelines
 from ..config import TaskConfig
 from ..config_parsing import with_lmeval_filters
@@ -34,7 +35,6 @@ from ..outputs.generation import is_sampling
 from ..prompts import PLAIN, PromptStyle
 from ..sources import Hub
 from ..task import Task
-from . import catalogue_metrics
 from .yaml_config import ClassRef, custom_dataset, first_line, load_class, without_remote_code
 
 
@@ -73,7 +73,7 @@ def _base_downloads() -> tuple[Any, ...]:
 def _aggregation_spec(fn: Any) -> Any:
     """lm-eval's aggregation function by its registered name where it has one (so `mean` gets
     lm-eval's closed-form stderr, bleu its bootstrap), else the function itself."""
-    registry = catalogue_metrics._registry()
+    registry = lmeval_metrics._registry()
     by_fn = {v: k for k, v in registry.AGGREGATION_REGISTRY.items()}
     name = by_fn.get(fn)
     return name if name is not None else fn
@@ -173,7 +173,7 @@ class ClassTask(Task):
 
     def _construct(self, config: TaskConfig) -> Any:
         ref: ClassRef = config.task_class
-        catalogue_metrics._registry()  # lm-eval's logging quietened, as for its metrics
+        lmeval_metrics._registry()  # lm-eval's logging quietened, as for its metrics
         cls = load_class(ref.ref, f"{config.source}: task {self.name!r}")
         own_download = cls.download not in _base_downloads()
         if own_download and self.data_dir is not None:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import LmevalError
+from ...scoring import lmeval_metrics
 from ...scoring.filters import DEFAULT_PIPELINE
 from ..config import TaskConfig
 from ..config_parsing import task_config_from_dict
-from . import catalogue_metrics
 
 # Keys of a class task's YAML that are the registry's, not the class's.
 _STRUCTURAL_KEYS = ("task", "class", "tag", "group", "task_list")
@@ -108,7 +108,7 @@ def class_task_config(name: str, data: dict[str, Any], source: Path) -> TaskConf
             f"{where} is a unitxt recipe ({ref!r}): lm-eval's class runs it with the unitxt package, "
             "which is not installed: pip install unitxt"
         )
-    if not catalogue_metrics.installed():
+    if not lmeval_metrics.installed():
         raise LmevalError(f'{where} is lm-eval\'s task class {ref!r}: pip install "pytest-lmeval[catalogue]"')
     cls = load_class(ref, where)
     if getattr(cls, "MULTIMODAL", False) or data.get("doc_to_image") is not None:
@@ -118,7 +118,7 @@ def class_task_config(name: str, data: dict[str, Any], source: Path) -> TaskConf
             f"{where} executes model-written code (task class {cls.__name__}); pytest-lmeval does not run such tasks"
         )
     for metric in _evaluate_metrics(cls):
-        problem = catalogue_metrics.hf_evaluate_problem(metric)
+        problem = lmeval_metrics.hf_evaluate_problem(metric)
         if problem:
             raise LmevalError(f"{where}: metric {metric!r} is an HF evaluate metric, which {problem}")
     tags = data.get("tag") or []

@@ -6,10 +6,13 @@ imports `mod.py` from the YAML file's own folder (never from elsewhere), as lm-e
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,27 +65,43 @@ def _prepare_helper_data(module_path: Path) -> None:
 # its order), and a helper that draws from it (GPQA's choice shuffle) continues where the last
 # one stopped. Dataset.map caches each result beside the data's Arrow files, so a split processed
 # again (the few-shot pool, the evaluated documents) is the first result, not a new shuffle.
-_RUN_STATE: list[Any] = []  # the generator's state after the last helper that drew from it
-_FIRST_RESULT: dict[tuple[str, str], Any] = {}  # (helper, data set fingerprint) -> what it gave
+@dataclass
+class RunRandom:
+    """The generator's state after the last helper that drew from it, and what each helper
+    first gave for a data set (by the helper's name and the data set's fingerprint)."""
+
+    state: Any = None
+    first: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
-def reset_run_random() -> None:
-    """Start a run's generator afresh (each pytest session does, as each lm-eval run does)."""
-    _RUN_STATE.clear()
-    _FIRST_RESULT.clear()
+_RANDOM: ContextVar[RunRandom | None] = ContextVar("lmeval_run_random", default=None)
+
+
+@contextlib.contextmanager
+def run_random() -> Iterator[RunRandom]:
+    """One run's generator: helpers called inside it continue each other's draws (each pytest
+    session opens its own, as each lm-eval run seeds afresh); outside any, each call starts at
+    seed 0."""
+    own = RunRandom()
+    token = _RANDOM.set(own)
+    try:
+        yield own
+    finally:
+        _RANDOM.reset(token)
 
 
 def _seeded(fn: Callable[..., Any], dataset: Any, *args: Any, **kwargs: Any) -> Any:
-    """A process_docs helper run on the run's generator (see _RUN_STATE), the caller's own global
+    """A process_docs helper run on the run's generator (see RunRandom), the caller's own global
     random state restored after: unseeded, GPQA's choices would differ from run to run and
     between xdist workers."""
+    run = _RANDOM.get() or RunRandom()
     fingerprint = getattr(dataset, "_fingerprint", None)
     key = (f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}", str(fingerprint))
-    if fingerprint is not None and key in _FIRST_RESULT:
-        return _FIRST_RESULT[key]
+    if fingerprint is not None and key in run.first:
+        return run.first[key]
     outer = random.getstate()
-    if _RUN_STATE:
-        random.setstate(_RUN_STATE[0])
+    if run.state is not None:
+        random.setstate(run.state)
     else:
         random.seed(0)
     before = random.getstate()
@@ -90,9 +109,9 @@ def _seeded(fn: Callable[..., Any], dataset: Any, *args: Any, **kwargs: Any) -> 
         out = fn(dataset, *args, **kwargs)
         after = random.getstate()
         if after != before:  # it drew from the generator: later calls continue from here
-            _RUN_STATE[:] = [after]
+            run.state = after
             if fingerprint is not None:
-                _FIRST_RESULT[key] = out
+                run.first[key] = out
         return out
     finally:
         random.setstate(outer)

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import LmevalError
 from ...core.requests import DocRequests, Request, Response
-from ...scoring import metrics
+from ...scoring import lmeval_metrics, metrics
 from ...scoring.calibration import softmax_confidence
-from ..lmeval import catalogue_metrics
 from .base import OutputType, text_target
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ class MultipleChoice(OutputType):
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
         lls, greedy, unconditional = self._lls(work, results)
         target = work.gold if task.multiple_input else work.target
-        ours = [m for m in wanted if m not in catalogue_metrics.CHOICE_METRICS]
+        ours = [m for m in wanted if m not in lmeval_metrics.CHOICE_METRICS]
         out = metrics.score_multiple_choice(lls, work.choices, target, ours, greedy=greedy, unconditional=unconditional)
         if len(ours) < len(wanted):  # lm-eval's f1, mcc, brier_score: aggregated over all documents
             gold = (
@@ -64,7 +63,7 @@ class MultipleChoice(OutputType):
                 if isinstance(target, list)
                 else metrics.gold_index(target, work.choices)
             )
-            values = catalogue_metrics.choice_values(wanted, gold, lls)
+            values = lmeval_metrics.choice_values(wanted, gold, lls)
             out = {m: out[m] if m in out else values[m] for m in wanted}
         return out, lls
 

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import LmevalError
 from ...core.requests import DocRequests, Request, Response
-from ...scoring import metrics
-from ..lmeval import catalogue_metrics
+from ...scoring import lmeval_metrics, metrics
 from .base import OutputType
 
 if TYPE_CHECKING:
@@ -79,9 +78,9 @@ class Generation(OutputType):
         out: dict[str, Any] = {}
         for m in wanted:
             if cfg.is_catalogue_metric(m):  # lm-eval's metrics (bleu, chrf, `metric: !function`...)
-                lm_gold = catalogue_metrics.cast_gold(gold, results[0], cfg.metrics, bool(work.choices))
+                lm_gold = lmeval_metrics.cast_gold(gold, results[0], cfg.metrics, bool(work.choices))
                 fn = cfg.catalogue_metric(m)
-                out.update(catalogue_metrics.generation_values(m, fn, cfg.metric_options(m), lm_gold, results[0]))
+                out.update(lmeval_metrics.generation_values(m, fn, cfg.metric_options(m), lm_gold, results[0]))
             else:
                 out[m] = metrics.score_generation(results[0], gold, m, cfg.metric_options(m))
         return out, results[0]

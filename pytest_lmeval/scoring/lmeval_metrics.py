@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import LmevalError
+from ..core.errors import LmevalError
 
 # lm-eval's multiple_choice process_results: the keys it fills beyond our built-in metrics.
 CHOICE_METRICS = ("f1", "mcc", "brier_score")
