@@ -14,7 +14,9 @@ from .features.efficiency import Efficiency
 from .features.gating import Gating
 from .features.judge_plugin import Judging
 from .features.robustness import Robustness
+from .features.truncation import Truncation
 from .features.xdist import Xdist
+from .models.registry import check_device
 from .models.spec import redact_args_text
 from .run import hookspecs, items, load_gc
 from .run.collection import Collection
@@ -51,21 +53,26 @@ def pytest_configure(config: pytest.Config) -> None:
     options = parse_options(config)
     xdist = Xdist(config, sharded=options.model is not None)
     xdist.pin_gpus()  # a worker pins its GPUs before anything initialises CUDA
+    judge = options.judge.spec if options.judge else None
+    if any(spec is not None and spec.backend == "hf" for spec in (options.model, judge)):
+        check_device(options.device)  # --device against what is present, once a worker is pinned
     run = Run(config, options)
     features = {
         Xdist.stash_key: xdist,
         Robustness.stash_key: Robustness(config),
         Efficiency.stash_key: Efficiency(),
+        Truncation.stash_key: Truncation(),
         Gating.stash_key: Gating(
             options.thresholds, options.gates_file, options.baseline, options.max_drop, options.alpha
         ),
-        Judging.stash_key: Judging(options.judge),
+        Judging.stash_key: Judging(options.judge, run),
     }
     for key, feature in features.items():
         config.stash[key] = feature  # type: ignore[index]
         config.pluginmanager.register(feature, f"lmeval-{type(feature).__name__.lower()}")
     config.pluginmanager.register(Calibration(), "lmeval-calibration")
     config.stash[Run.stash_key] = run
+    run.signals.install()
     config.add_cleanup(run.close)
     config.pluginmanager.register(Collection(run), "lmeval-collection")
     config.pluginmanager.register(OrphanItems(run.selection), "lmeval-orphans")

@@ -14,6 +14,11 @@ JSON). `fail_marker`: every request whose prompt contains it gets `fail_status`,
 `die_after`: the server goes down once it has answered that many requests: it stops listening
 (new connections are refused) and drops every request on a connection still open, until
 `come_back()` listens on the same port again.
+
+It is as strict as real servers where they are strict: `"stop": []` or an empty stop string is
+a 400, as OpenAI's API and `transformers serve` answer it. `gives_logprobs = False` makes it a
+server without log-probabilities (transformers serve): `echo` and `logprobs` are ignored and
+the `logprobs` field is left out of its completions.
 """
 
 from __future__ import annotations
@@ -134,6 +139,26 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": {"message": message, "code": status}}, status=status, headers=headers)
 
 
+class BadRequest(Exception):
+    """A request real servers refuse: answered with HTTP 400 and OpenAI's error body."""
+
+
+def _stops(body: dict) -> list[str]:
+    """The request's stop strings; `[]` or "" is refused, as OpenAI's API refuses it ("Invalid
+    'stop': empty array", a 400) and transformers serve too (its stop-string preprocessing fails)."""
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or not stop:
+        raise BadRequest(
+            "Invalid 'stop': empty array. Expected an array with minimum length 1, but got an empty array instead."
+        )
+    if any(not isinstance(x, str) or not x for x in stop):
+        raise BadRequest("Invalid 'stop': each stop sequence must be a non-empty string.")
+    return stop
+
+
 class OpenAIServer:
     """Runs in a background thread with its own event loop; `url` is the /v1 root."""
 
@@ -142,6 +167,8 @@ class OpenAIServer:
         self.model_name = model_name
         self.states_model = True  # False: responses carry no `model` field (a server that states nothing)
         self.system_fingerprint: str | None = None  # sent as `system_fingerprint` when set
+        self.gives_logprobs = True  # False: echo/logprobs ignored, no `logprobs` field (transformers serve)
+        self.refused: list[str] = []  # the messages of the 400s sent for requests real servers refuse
         self.api_key = api_key
         self.faults = Faults()
         self.stats = Stats()
@@ -240,7 +267,11 @@ class OpenAIServer:
             if blocked is not None:
                 return blocked
             body = await request.json()
-            result = await answer(body)
+            try:
+                result = await answer(body)
+            except BadRequest as exc:
+                self.refused.append(str(exc))
+                return _error(400, str(exc))
             if isinstance(result, web.StreamResponse):
                 return result
             self.stats.answered += 1
@@ -265,8 +296,9 @@ class OpenAIServer:
             token_lists = [p if isinstance(p, list) else self.service.encode(p) for p in prompts]
             if any(self._marked(t) for t in token_lists):
                 return _error(self.faults.fail_status, self.faults.fail_message)
-            stop = body.get("stop") or []
-            stop = [stop] if isinstance(stop, str) else stop
+            stop = _stops(body)
+            logprobs = body.get("logprobs") if self.gives_logprobs else None
+            echo = bool(body.get("echo", False)) and self.gives_logprobs
             loop = asyncio.get_running_loop()
             choices = []
             for i, tokens in enumerate(token_lists):
@@ -275,10 +307,12 @@ class OpenAIServer:
                     self.service.complete,
                     tokens,
                     int(body.get("max_tokens", 16)),
-                    body.get("logprobs"),
-                    bool(body.get("echo", False)),
+                    logprobs,
+                    echo,
                     stop,
                 )
+                if not self.gives_logprobs:
+                    del choice["logprobs"]
                 choices.append({"index": i, **choice})
             self.stats.prompts += len(token_lists)
             return {
@@ -296,8 +330,7 @@ class OpenAIServer:
             tokens = self.service.chat_prompt(body["messages"])
             if self._marked(tokens):
                 return _error(self.faults.fail_status, self.faults.fail_message)
-            stop = body.get("stop") or []
-            stop = [stop] if isinstance(stop, str) else stop
+            stop = _stops(body)
             max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
             choice = await asyncio.get_running_loop().run_in_executor(
                 None, self.service.complete, tokens, max_tokens, None, False, stop

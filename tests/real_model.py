@@ -22,3 +22,15 @@ def smollm2_dir() -> Path:
             raise FileNotFoundError(f"LMEVAL_SMOLLM2_DIR={env} holds no {GGUF}")
         return folder
     return KNOWN["smollm2-135m"].fetch()
+
+
+def arc_data_dir() -> Path:
+    """The data mirror holding ARC (LMEVAL_DATA_DIR, else ../shared/data beside the repository);
+    the test is skipped where there is none."""
+    import pytest
+
+    env = os.environ.get("LMEVAL_DATA_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (path / "allenai" / "ai2_arc").is_dir():
+        pytest.skip(f"the ARC data is not in the mirror at {path} (set LMEVAL_DATA_DIR)")
+    return path

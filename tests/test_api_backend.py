@@ -6,6 +6,7 @@ concurrency, a server pool, and no API key in anything written."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -18,10 +19,10 @@ from pytest_lmeval.core.errors import LmevalError
 from pytest_lmeval.core.requests import Request
 from pytest_lmeval.models.api.chat import LocalChatCompletions
 from pytest_lmeval.models.api.completions import LocalCompletions, OpenAICompletions
-from pytest_lmeval.models.api.http import RetryPolicy, parse_retry_after
+from pytest_lmeval.models.api.http import ApiClient, Call, CallsFailed, RetryPolicy, parse_retry_after
 from pytest_lmeval.models.backend import RequestFailed
 from pytest_lmeval.models.hf.backend import HFBackend
-from pytest_lmeval.models.spec import ModelSpec
+from pytest_lmeval.models.spec import ModelSpec, redact_args, redact_args_text, redact_url, redact_urls
 
 LL_TOL = 1e-4
 HF_MAX = 40  # hf scores with up to 40 tokens of input; the API keeps max_length - 1 tokens
@@ -355,3 +356,139 @@ def test_secret_looking_model_args_are_redacted(pytester) -> None:
     config = json.loads((pytester.path / "out" / "results.json").read_text())["config"]
     assert config["model_args"] == "token=<redacted>,delay=0,seed_text=<redacted>"
     assert config["model_args_parsed"] == {"token": "<redacted>", "delay": 0, "seed_text": "<redacted>"}
+
+
+# -- what real servers refuse, and secrets in URLs ------------------------------------------------
+def test_test_server_refuses_an_empty_stop_list(server) -> None:
+    """As OpenAI's API and transformers serve do (HTTP 400), so a backend sending one fails here."""
+    client = ApiClient([f"{server.url}/completions"], headers={}, num_concurrent=1, timeout=30, policy=RetryPolicy(0))
+    body = {"model": "tiny", "prompt": "Hi", "max_tokens": 1, "stop": []}
+    with pytest.raises(CallsFailed, match=r"HTTP 400 .*Invalid 'stop': empty array"):
+        client.run([Call(body, lambda data: data)], lambda i, a: None)
+
+
+def test_no_empty_stop_list_is_sent(server, tiny, hf) -> None:
+    """Generation without stop sequences (a judge's) leaves `stop` out of the request."""
+    reqs = [Request.generate_until(ctx, {"until": [], "max_gen_toks": 6}) for ctx in CONTEXTS[:2]]
+    reqs.append(Request.generate_until(CONTEXTS[3], {"until": [""], "max_gen_toks": 6}))
+    want = hf.generate_until(reqs, lambda n: None)
+    for cls in (LocalCompletions, LocalChatCompletions):
+        # without a tokenizer there is no EOS text to stop at either: no stop sequence at all
+        spec = ModelSpec(cls.__name__, "tiny", {"base_url": server.url, "tokenizer_backend": "none"})
+        api = cls(spec, device=None, batch_size="auto")
+        assert api.generate_until(reqs, lambda n: None) == want
+    assert server.refused == []
+
+
+def test_completions_without_logprobs_say_so(server, tiny, hf) -> None:
+    """A server that leaves `logprobs` out of its completions (transformers serve) stops scoring
+    with the reason, in one line, not retried."""
+    server.gives_logprobs = False
+    api = _api(LocalCompletions, server.url, tiny, max_retries=3)
+    with pytest.raises(RequestFailed) as info:
+        api.loglikelihood([Request.loglikelihood(CONTEXTS[0], " Paris")], lambda n: None)
+    reason = info.value.reason
+    assert f"the server at {server.url}/completions returns no log-probabilities" in reason
+    assert "echoes the prompt's log-probabilities" in reason and "KeyError" not in reason
+    assert "\n" not in reason and server.stats.requests == 1
+    gen = [Request.generate_until(CONTEXTS[1], {"until": ["."], "max_gen_toks": 5})]
+    assert api.generate_until(gen, lambda n: None) == hf.generate_until(gen, lambda n: None)  # it needs none
+
+
+def test_probe_retries_as_requests_do(server, tiny) -> None:
+    """The identity probe at the start of a run waits for a server still loading (5xx, refused
+    connections) under the run's max_retries, not two tries."""
+    spec = ModelSpec("local-completions", "tiny", {"base_url": server.url, "max_retries": 4, "backoff": 0.01})
+    server.faults.queue = ["500"] * 4
+    probe = LocalCompletions.probe(spec, "auto")
+    assert probe.error is None and probe.identities == {f"{server.url}/completions": ("tiny", None)}
+    server.faults.queue = ["500"] * 3
+    spec = ModelSpec("local-completions", "tiny", {"base_url": server.url, "max_retries": 2, "backoff": 0.01})
+    assert "gave up after 3 attempts" in (LocalCompletions.probe(spec, "auto").error or "")
+
+
+def test_probe_waits_for_a_server_that_comes_up(server, tiny) -> None:
+    server.faults.die_after = 0
+    with pytest.raises(CallsFailed):  # takes it down: connections are refused from now on
+        ApiClient([f"{server.url}/completions"], headers={}, num_concurrent=1, timeout=5, policy=RetryPolicy(0)).run(
+            [Call({"model": "tiny", "prompt": "x", "max_tokens": 1}, lambda d: d)], lambda i, a: None
+        )
+    threading.Timer(1.0, server.come_back).start()
+    spec = ModelSpec("local-chat-completions", "tiny", {"base_url": server.url, "backoff": 0.3, "max_backoff": 0.5})
+    probe = LocalChatCompletions.probe(spec, "auto")
+    assert probe.error is None and probe.identities == {f"{server.url}/chat/completions": ("tiny", None)}
+
+
+SECRET_URLS = [
+    ("http://alice:s3cret-pw@host:8000/v1", "http://alice:<redacted>@host:8000/v1"),
+    ("https://tok3n-abcdef@host/v1", "https://<redacted>@host/v1"),
+    ("https://x.azure.com/v1?api-version=2024&api-key=K3Y9", "https://x.azure.com/v1?api-version=2024&api-key=<redacted>"),
+    ("http://h/v1?access_token=T0K&sig=S1G&Signature=S2&password=P&client_secret=C&model=m",
+     "http://h/v1?access_token=<redacted>&sig=<redacted>&Signature=<redacted>&password=<redacted>"
+     "&client_secret=<redacted>&model=m"),
+    ("http://[::1]:8000/v1#token=abc", "http://[::1]:8000/v1#token=<redacted>"),
+    ("http://localhost:8000/v1", "http://localhost:8000/v1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("url,shown", SECRET_URLS)
+def test_url_secrets_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_urls(f"HTTP 500 from {url}: down.") == f"HTTP 500 from {shown}: down."
+    assert redact_urls(f"base_url={url} {url}|{url}") == f"base_url={shown} {shown}|{shown}"
+
+
+def test_model_args_with_urls_are_redacted() -> None:
+    raw = "base_url=http://u:pw1@a/v1 http://b/v1?key=k2|http://c/v1,num_concurrent=2,tokenizer=/m"
+    assert redact_args_text(raw) == (
+        "base_url=http://u:<redacted>@a/v1 http://b/v1?key=<redacted>|http://c/v1,num_concurrent=2,tokenizer=/m"
+    )
+    args = {"base_url": "http://u:pw1@a/v1 http://b/v1?token=k2", "num_concurrent": 2, "api_key": "sk-x"}
+    assert redact_args(args) == {
+        "base_url": "http://u:<redacted>@a/v1 http://b/v1?token=<redacted>",
+        "num_concurrent": 2,
+        "api_key": "<redacted>",
+    }
+
+
+def test_a_query_string_stays_after_the_endpoint(tiny) -> None:
+    spec = ModelSpec("local-completions", "tiny", {"base_url": "http://h/v1/?api-key=K | http://g/v1/completions?x=1"})
+    assert LocalCompletions.settings_for(spec, 1).urls == (
+        "http://h/v1/completions?api-key=K",
+        "http://g/v1/completions?x=1",
+    )
+    with pytest.raises(LmevalError) as info:
+        LocalCompletions.settings_for(ModelSpec("local-completions", "t", {"base_url": "ftp://u:pw9@h/?key=K9"}), 1)
+    assert "pw9" not in str(info.value) and "K9" not in str(info.value)
+
+
+@pytest.mark.parametrize("cache", [["--no-cache"], ["--cache-dir", "c"]])
+def test_url_secrets_never_reach_the_output(pytester, server, tiny, cache) -> None:
+    """A password in base_url and a key in its query string: in no file written (results.json,
+    report.html, JUnit, samples, the cache) and not in the terminal, in a clean run nor in the
+    stop message of a failed one."""
+    password, key = "pw-" + "5e6f7a8b" * 3, "qk-" + "1a2b3c4d" * 3
+    _project(pytester.path)
+    url = server.url.replace("http://", f"http://bob:{password}@") + f"?api-key={key}&v=1"
+    out = pytester.path / "out"
+    args = _api_args(url, tiny)
+    ok = _run(pytester, "local-completions:tiny", args, "out", *cache, "--junitxml", str(out / "junit.xml"))
+    assert ok.ret == 0, ok.stdout.str()[-2000:]
+    ok.stdout.fnmatch_lines(
+        ["*lmeval: model local-completions:tiny (base_url=http://bob:<redacted>@*api-key=<redacted>&v=1*"]
+    )
+    results = json.loads((out / "results.json").read_text())
+    shown = server.url.replace("http://", "http://bob:<redacted>@") + "/completions?api-key=<redacted>&v=1"
+    assert results["model_info"]["base_url"] == [shown]
+    server.faults.fail_marker, server.faults.fail_status = "Where?", 400
+    failed = _run(pytester, "local-completions:tiny", args, "out2", "--no-cache")
+    assert failed.ret == pytest.ExitCode.INTERRUPTED
+    assert f"HTTP 400 from {shown}" in failed.stdout.str()
+    files = [p for p in pytester.path.rglob("*") if p.is_file() and "data" not in p.parts]
+    assert {"results.json", "report.html", "junit.xml"} <= {p.name for p in files}
+    assert any(p.suffix == ".sqlite" for p in files) == ("c" in cache)
+    for path in files:
+        text = path.read_bytes().decode(errors="replace")
+        assert password not in text and key not in text, path
+    terminal = ok.stdout.str() + ok.stderr.str() + failed.stdout.str() + failed.stderr.str()
+    assert password not in terminal and key not in terminal

@@ -4,31 +4,23 @@ per-document log-likelihoods (1e-4) and the same scores as `hf:` on the same wei
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from openai_server import ModelService, OpenAIServer
+from real_model import arc_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 10
-
-
-def _data_dir() -> Path:
-    env = os.environ.get("LMEVAL_DATA_DIR")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not (path / "allenai" / "ai2_arc").is_dir():
-        pytest.skip(f"the ARC data is not in the mirror at {path} (set LMEVAL_DATA_DIR)")
-    return path
 
 
 def _run(model: str, args: str, out: Path) -> dict:
     cmd = [
         sys.executable, "-m", "pytest", str(ROOT / "evals"), "-p", "no:cacheprovider", "-q", "--no-cache",
         "--tasks", "arc_easy", "--limit", str(LIMIT), "--model", model, "--model-args", args,
-        "--data-dir", str(_data_dir()), "--output-path", str(out), "--log-samples",
+        "--data-dir", str(arc_data_dir()), "--output-path", str(out), "--log-samples",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -40,7 +32,7 @@ def _run(model: str, args: str, out: Path) -> dict:
 
 
 def test_local_completions_equals_hf_on_arc_easy(tmp_path: Path) -> None:
-    _data_dir()
+    arc_data_dir()
     from real_model import GGUF, smollm2_dir
 
     folder = smollm2_dir()

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -318,24 +317,52 @@ def _cmd(out: str, delay: float, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_ctrl_c_says_how_to_resume_and_the_rerun_computes_only_the_rest(tmp_path: Path) -> None:
-    project = _project(tmp_path, n_docs=INT_DOCS)
-    proc = subprocess.Popen(
-        _cmd("interrupted", 0.003, "--cache-dir", "cache"), cwd=project, stdout=subprocess.PIPE, text=True,
+def _start(project: Path, out: str, delay: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        _cmd(out, delay, "--cache-dir", "cache"), cwd=project, stdout=subprocess.PIPE, text=True,
         # Ctrl-C's default, even where this suite runs as a background job (which ignores SIGINT
         # and hands that on to its children, Python then keeping it ignored)
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
+
+
+def _wait_for_answers(project: Path, proc: subprocess.Popen) -> None:
     deadline = time.time() + 60
     while _cached(project) == 0 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "name"),
+    [
+        (signal.SIGINT, pytest.ExitCode.INTERRUPTED, "Ctrl-C"),
+        (signal.SIGTERM, 143, "SIGTERM"),
+        (signal.SIGHUP, 129, "SIGHUP"),
+    ],
+)
+def test_a_stop_signal_keeps_every_answer_writes_partial_results_and_the_rerun_computes_only_the_rest(
+    tmp_path: Path, sig: signal.Signals, code: int, name: str
+) -> None:
+    """Ctrl-C, a CI runner's SIGTERM and a closed terminal's SIGHUP stop the run the same way:
+    one line, every finished answer kept, the documents answered scored and written as partial
+    results, an exit code that says which signal; the rerun computes only the rest and equals an
+    uninterrupted run."""
+    project = _project(tmp_path, n_docs=INT_DOCS)
+    proc = _start(project, "interrupted", 0.003)
+    _wait_for_answers(project, proc)
+    proc.send_signal(sig)
     stdout, _ = proc.communicate(timeout=60)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    assert proc.returncode == code, stdout[-3000:]
     cached = _cached(project)
     assert 0 < cached < INT_DOCS * 4, "the run should have been interrupted mid-way"
+    assert f"lmeval: interrupted ({name}) while the model was answering" in stdout
     assert f"lmeval: interrupted: {cached} answers cached; rerun the same command to resume" in stdout
-    assert "KeyboardInterrupt" in stdout
+    assert "Traceback" not in stdout
+    partial = _results(project / "interrupted")
+    scored = partial["n-samples"]["mc_task"]["effective"] if partial["results"] else 0
+    assert partial["partial"] is True and scored <= cached // 4
+    assert len(partial["not_scored"]) == INT_DOCS - scored
+    assert {e["reason"] for e in partial["not_scored"]} == {f"the run was interrupted ({name}) before it was answered"}
 
     resumed = subprocess.run(_cmd("resumed", 0.0, "--cache-dir", "cache"), cwd=project, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout[-2000:]
@@ -344,4 +371,36 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_computes_only_the_rest(tmp_path
     whole = subprocess.run(_cmd("whole", 0.0, "--no-cache"), cwd=project, capture_output=True, text=True)
     assert whole.returncode == 0
     _same(_results(project / "resumed"), _results(project / "whole"))
-    assert not os.path.exists(project / "interrupted" / "results.json")  # nothing was scored: nothing to report
+
+
+def test_a_second_signal_ends_the_run_at_once_and_the_cache_stays_whole(tmp_path: Path) -> None:
+    project = _project(tmp_path, n_docs=INT_DOCS)
+    proc = _start(project, "twice", 0.02)
+    _wait_for_answers(project, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode in (143, -signal.SIGTERM)
+    with sqlite3.connect(project / "cache" / "responses.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    cached = _cached(project)
+    resumed = subprocess.run(_cmd("resumed", 0.0, "--cache-dir", "cache"), cwd=project, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout[-2000:]
+    assert _results(project / "resumed")["engine"]["computed"] == INT_DOCS * 4 - cached
+
+
+def test_a_fault_that_would_repeat_fails_only_the_documents_that_asked(tmp_path: Path) -> None:
+    """An exception from the model that is no transient server fault (a bug, a request it
+    cannot take) fails the documents whose requests raise it, with its one line; every other
+    document is scored, every answer kept, and nothing suggests rerunning the same command."""
+    project = _project(tmp_path, odd={3: "A poison question?", 7: "Another poison?"})
+    cmd = _cmd("out", 0.0, "--cache-dir", "cache")
+    cmd[cmd.index("delay=0.0")] = "fail_on=poison"
+    res = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
+    assert res.returncode == pytest.ExitCode.TESTS_FAILED, res.stdout[-3000:]
+    doc = _results(project / "out")
+    assert doc["n-samples"]["mc_task"]["effective"] == N_DOCS - 2
+    assert [(e["doc_id"], e["status"]) for e in doc["not_scored"]] == [(3, "error"), (7, "error")]
+    assert "the model raised RuntimeError: dummy backend told to fail on 'poison'" in doc["not_scored"][0]["reason"]
+    assert "rerun the same command" not in res.stdout
+    assert _cached(project) == (N_DOCS - 2) * 4

@@ -26,17 +26,40 @@ def test_verdict_rule() -> None:
     judge = Judge()
     assert judge.parse("CORRECT") == 1.0
     assert judge.parse("incorrect.") == 0.0
-    assert judge.parse("It is INCORRECT, not correct") == 0.0  # the first verdict said counts
     assert judge.parse("Correct!") == 1.0
+    assert judge.parse("CORRECT. The answer is correct.") == 1.0  # one verdict, said twice
     assert judge.parse("correctly answered") is None  # whole words only
     assert judge.parse("I cannot tell") is None
     rating = Judge(reference=None, scale=10)
     assert rating.parse("Fine answer. Rating: [[7]]") == pytest.approx(0.7)
     assert rating.parse("[[11]]") is None  # out of range: malformed
     assert rating.parse("7/10") is None
+    assert rating.parse("Reply with the rating in double brackets, for example [[10]].") is None  # the echo
+    assert rating.parse("...for example [[10]]. My rating: [[4]]") == pytest.approx(0.4)
+    assert rating.parse("[[3]] or maybe [[4]]") is None  # two ratings: ambiguous
     custom = Judge(verdicts=(("yes", 1.0), ("no", 0.0)))
+    assert custom.parse("yes or no? No.") == 0.0
     assert custom.parse("\x16no\x05") == 0.0
     assert custom.parse("yesterday") is None
+
+
+@pytest.mark.parametrize(
+    "reply,score",
+    [
+        # an echoed instruction is not a verdict (it was read as CORRECT, the first word said)
+        ("CORRECT or INCORRECT: CORRECT ... The answer is incorrect.", None),  # ambiguous: asked again
+        ("CORRECT or INCORRECT: INCORRECT", 0.0),
+        ("Reply with one word: CORRECT or INCORRECT.\nCORRECT", 1.0),
+        ("Reply with exactly CORRECT or INCORRECT, nothing else.", None),  # only the echo
+        ("'CORRECT'/'INCORRECT' -> **INCORRECT**", 0.0),
+        ("CORRECT, INCORRECT, or neither", None),
+        # two different verdicts are ambiguous, whichever comes last
+        ("It is INCORRECT, not correct", None),
+        ("CORRECT. Well, actually INCORRECT", None),
+    ],
+)
+def test_echoed_instruction_and_ambiguous_replies(reply: str, score: float | None) -> None:
+    assert Judge().parse(reply) == score
 
 
 # The model's answer is its prompt's last line (`reply`); the judge's is the judging prompt's
@@ -166,13 +189,16 @@ def test_judged_metric_in_yaml(pytester: pytest.Pytester) -> None:
     assert doc["results"]["yqa"]["judge,none"] == pytest.approx(1 / 2)
 
 
-def test_judged_metric_without_a_judge_is_unscored_with_the_reason(pytester: pytest.Pytester) -> None:
+def test_judged_metric_without_a_judge_stops_before_the_model(pytester: pytest.Pytester) -> None:
+    """No --judge-model for a metric that asks the judge: one ERROR line, before the model loads
+    (features/judging.py check_judge_given), nothing written."""
     _project(pytester)
     result = _run(pytester, "out", "--no-cache")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*metric 'judge' is scored by a judge model: pass --judge-model BACKEND:NAME*"])
-    doc, _ = _read(pytester, "out")
-    assert len(doc["not_scored"]) == 4
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: task 'qa': metric 'judge' is scored by a judge model: pass --judge-model BACKEND:NAME*"]
+    )
+    assert not (pytester.path / "out" / "results.json").exists()
 
 
 def test_bad_judge_options_are_one_line(pytester: pytest.Pytester) -> None:
@@ -232,9 +258,11 @@ WORD = re.compile(r"(?<!\w)(true|no)(?!\w)", re.IGNORECASE)
 def test_judged_example_against_a_real_server(pytester: pytest.Pytester, tiny: Path, monkeypatch) -> None:
     secret = "sk-judge-" + "0a1b2c3d4e5f" * 3
     monkeypatch.setenv("LMEVAL_JUDGE_KEY", secret)
-    example = pytester.path / "judged_qa"
-    shutil.copytree(ROOT / "evals" / "judged_qa", example, ignore=shutil.ignore_patterns("__pycache__"))
-    (example / "test_words.py").write_text(WORDS_BENCH)
+    # the shipped example where it is (a copy would declare the library's task a second time),
+    # and a benchmark of our own on its questions
+    example = ROOT / "evals" / "judged_qa"
+    shutil.copy(example / "questions.jsonl", pytester.path / "questions.jsonl")
+    (pytester.path / "test_words.py").write_text(WORDS_BENCH)
     with OpenAIServer(ModelService(tiny), "tiny-judge", api_key=secret) as server:
         args = f"base_url={server.url},api_key_env=LMEVAL_JUDGE_KEY,max_gen_toks=16"
         judge = ["--judge-model", "local-chat-completions:tiny-judge", "--judge-concurrency", "3",
@@ -242,7 +270,7 @@ def test_judged_example_against_a_real_server(pytester: pytest.Pytester, tiny: P
 
         def run(out: str) -> pytest.RunResult:
             return pytester.runpytest(
-                "judged_qa", "-p", "no:cacheprovider", "--model", "dummy:d", "--output-path", out,
+                str(example), "test_words.py", "-p", "no:cacheprovider", "--model", "dummy:d", "--output-path", out,
                 "--log-samples", "--cache-dir", "cache", *judge,
             )  # fmt: skip
 
@@ -262,9 +290,10 @@ def test_judged_example_against_a_real_server(pytester: pytest.Pytester, tiny: P
     assert all(unscored.get(f"judged_qa-{i}", "").startswith("judge 'judge': no verdict") for i in range(12))
     assert 0 < len(samples) < 12, "some replies give a verdict and some do not"
     for judged in samples.values():
-        said = WORD.search(judged["replies"][-1]).group(1).lower()
-        assert judged["score"] == {"true": 1.0, "no": 0.0}[said]
-        assert all(WORD.search(r) is None for r in judged["replies"][:-1])  # asked again only when malformed
+        said = {w.lower() for w in WORD.findall(judged["replies"][-1])}
+        assert len(said) == 1 and judged["score"] == {"true": 1.0, "no": 0.0}[said.pop()]
+        # asked again only when a reply named no verdict, or both
+        assert all(len({w.lower() for w in WORD.findall(r)}) != 1 for r in judged["replies"][:-1])
     words_unscored = [k for k in unscored if k.startswith("judged_words-")]
     assert len(words_unscored) == 12 - len(samples)
     assert doc["results"]["judged_words"]["judge,none"] == pytest.approx(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ..core.errors import NotScored
 from ..core.requests import Request
 
 
@@ -30,17 +31,6 @@ class Unanswered:
 
     reason: str
     not_run: bool = False  # never sent: the run stopped at another request first
-
-
-class NotScored(pytest.fail.Exception):
-    """A document whose answers cannot be scored: its item fails with the reason alone (no
-    traceback: the fault is the model's or the server's, not the test's)."""
-
-    __module__ = "builtins"  # shown as `NotScored: <reason>`, as pytest shows its own outcomes
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, pytrace=False)
-        self.reason = reason
 
 
 def non_finite(req: Request, answer: Any) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from ..core.errors import LmevalError
 from ..core.files import atomic_write, default_cache_dir
 from ..models.registry import API_BACKENDS
-from ..models.spec import REDACTED, ModelSpec, is_secret
+from ..models.spec import REDACTED, ModelSpec, is_secret, redact_args
 
 # The version of the code that computes an answer (tokenization, scoring, generation, in every
 # backend). Part of every cache key: bump it with any change that can change an answer, and
@@ -185,8 +185,10 @@ def _libraries(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def answer_args(spec: ModelSpec) -> dict[str, Any]:
-    """The model args that can change an answer (never secrets, never where or how fast)."""
-    return {k: v for k, v in sorted(spec.args.items()) if k not in _NOT_IN_FINGERPRINT and not is_secret(k, v)}
+    """The model args that can change an answer (never secrets, never where or how fast; a URL's
+    password and secret query parameters redacted)."""
+    kept = {k: v for k, v in sorted(spec.args.items()) if k not in _NOT_IN_FINGERPRINT and not is_secret(k, v)}
+    return redact_args(kept)
 
 
 def fingerprint_parts(spec: ModelSpec) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .judging import JudgeOptions, end_judge_phase, run_judge_phase
+from .judging import JudgeOptions, check_judge_given, end_judge_phase, run_judge_phase
 
 if TYPE_CHECKING:
     from ..core.requests import DocRequests
@@ -19,9 +19,17 @@ class Judging:
 
     stash_key = pytest.StashKey["Judging"]()
 
-    def __init__(self, options: JudgeOptions | None) -> None:
+    def __init__(self, options: JudgeOptions | None, run: Any = None) -> None:
         self.options = options
+        self.run = run  # the run (its tasks and this process's work), read once collection is done
         self._token: Any = None
+
+    @pytest.hookimpl(trylast=True)  # after the run built its work (run/collection.py)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A selected task whose judged metric will ask the judge, and no --judge-model: one
+        line now, before the model loads, rather than a failure per document."""
+        if self.run is not None and self.run.work:
+            check_judge_given(self.run.tasks, self.run.work.values(), self.options)
 
     def pytest_lmeval_answered(self, run: Any, works: list[DocRequests], answers: dict) -> None:
         self._token = run_judge_phase(run.config, run, works, answers)

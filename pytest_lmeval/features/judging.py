@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from ..engine import answer_checks
+from ..core import errors as core_errors
+from ..core.errors import LmevalError
 from ..engine.answer_checks import Unanswered
 from ..models.spec import ModelSpec, redact_args
 from ..tasks.judged_metrics import Judge, stop_using, use_verdicts
@@ -42,7 +43,7 @@ from ..tasks.lmeval.yaml_loader import FunctionRef
 _API_BACKENDS = ("local-completions", "openai-completions", "local-chat-completions", "openai-chat-completions")
 
 
-class NotScored(answer_checks.NotScored, Exception):
+class NotScored(core_errors.NotScored, Exception):
     """A judged answer without a score (no verdict, no judge): its item fails with the reason
     alone and the document is listed unscored with it. Also an Exception, so the plugin's
     scoring records it as the document's error wherever it surfaces."""
@@ -135,6 +136,28 @@ def _judge_of(fn: Any) -> Judge | None:
 def judged_metrics(task: Any) -> list[Judge]:
     found = (_judge_of(e.get("fn")) for e in task.config.metric_list if isinstance(e, dict))
     return [j for j in found if j is not None]
+
+
+def check_judge_given(tasks: Mapping[str, Any], works: Iterable[Any], options: JudgeOptions | None) -> None:
+    """The selected tasks' judged metrics that will ask the judge (their strategy, or the run's,
+    is not `rule`) with no --judge-model: one LmevalError naming them, before the model loads."""
+    if options is not None and options.spec is not None:
+        return
+    run_strategy = options.strategy if options is not None else None
+    needing: dict[str, list[str]] = {}
+    for name in dict.fromkeys(w.task for w in works):
+        judges = judged_metrics(tasks[name])
+        asked = [j.name for j in judges if (j.strategy if run_strategy in (None, "auto") else run_strategy) != "rule"]
+        if asked:
+            needing[name] = asked
+    if needing:
+        metrics = list(dict.fromkeys(m for names in needing.values() for m in names))
+        raise LmevalError(
+            f"task{'s' if len(needing) > 1 else ''} {', '.join(map(repr, needing))}: "
+            f"{'metrics' if len(metrics) > 1 else 'metric'} {', '.join(map(repr, metrics))} "
+            f"{'are' if len(metrics) > 1 else 'is'} scored by a judge model: pass --judge-model BACKEND:NAME "
+            "(or --judge-strategy rule to score by the metric's rule alone)"
+        )
 
 
 def _answers_to_judge(task: Any, work: Any, answers: Mapping[Any, Any]) -> Iterable[tuple[str, Any]]:

@@ -124,6 +124,7 @@ class Xdist:
         if gpus:  # a worker pinned to its GPUs, before anything initialises CUDA
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:  # controller, per worker
         node.workerinput[WORKERINPUT_KEY] = True
         workers = int(node.config.getoption("numprocesses") or 1)

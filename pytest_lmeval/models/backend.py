@@ -11,6 +11,15 @@ from .spec import ModelSpec
 Progress = Callable[[int], None]
 
 
+def answered(progress: Progress, pairs: Iterable[tuple[Request, Any]]) -> None:
+    """Hand the engine the answers a backend just finished (a batch, a server's reply), so it
+    commits them at once and an interruption loses only the batch in flight. A progress
+    callback without `answered` (a test's lambda) takes only the count."""
+    take = getattr(progress, "answered", None)
+    if take is not None:
+        take(list(pairs))
+
+
 class RequestFailed(Exception):
     """A backend gave up on a request (a server kept failing, or cannot answer this kind).
 

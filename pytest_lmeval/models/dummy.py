@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.requests import Request
-from .backend import Progress
+from .backend import Progress, answered
 from .spec import ModelSpec
 
 
@@ -67,9 +67,10 @@ class DummyBackend:
     def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
         out = []
         for req in requests:
-            _context, continuation = req.args
-            self._step(continuation)
+            context, continuation = req.args
+            self._step(context + continuation)
             out.append((-float(len(continuation)), len(continuation) <= 1))
+            answered(progress, [(req, out[-1])])
             progress(1)
         return out
 
@@ -78,6 +79,7 @@ class DummyBackend:
         for req in requests:
             self._step(req.args[0])
             out.append(-float(len(req.args[0].encode("utf-8"))))
+            answered(progress, [(req, out[-1])])
             progress(1)
         return out
 
@@ -86,6 +88,7 @@ class DummyBackend:
         for req in requests:
             self._step(req.args[0])
             out.append(dummy_generation(req.args[0], req.gen_kwargs))
+            answered(progress, [(req, out[-1])])
             progress(1)
         return out
 

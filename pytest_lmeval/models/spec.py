@@ -1,9 +1,15 @@
 """`--model BACKEND:NAME` and `--model-args k=v,...` as a value, and which of its arguments
-are secrets (never printed, never written to a report or a cache key)."""
+are secrets (never printed, never written to a report or a cache key).
+
+A URL in an argument's value (`base_url`, several space-separated) is shown with its secrets
+redacted: the password of its userinfo (`http://user:<redacted>@host`, a user alone, which may be
+a token, as `<redacted>@host`) and the values of query parameters whose names say key, token,
+secret, password or signature (`?api-key=<redacted>`)."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,17 +81,80 @@ def is_secret(key: str, value: Any) -> bool:
     return named or bool(_SECRET_VALUE.match(str(value)))
 
 
+# A URL anywhere in a text: a scheme, "://", and everything up to a space, a comma, a quote, a
+# parenthesis, a brace or "|" (which separates servers in base_url).
+_URL = re.compile(r"(?<![\w+.-])[a-z][a-z0-9+.-]*://[^\s,|'\"<>(){}]+", re.I)
+# Query (or fragment) parameters whose values are secrets: Azure's `api-key`, `key`, `token`,
+# `access_token`, `sig`/`signature` (signed URLs), `password`, `client_secret`, `auth`, ...
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|signature|^sig$|auth|credential|session", re.I)
+
+
+def _redact_params(query: str) -> str:
+    out = []
+    for pair in query.split("&"):
+        name, sep, _ = pair.partition("=")
+        secret = sep and _SECRET_PARAM.search(urllib.parse.unquote_plus(name))
+        out.append(f"{name}={REDACTED}" if secret else pair)
+    return "&".join(out)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its secrets replaced: the userinfo's password (a lone user name, which may
+    be a token, whole) and secret-named query and fragment parameters; the rest as written."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = len(rest)
+    for mark in "/?#":
+        at = rest.find(mark)
+        if at != -1:
+            end = min(end, at)
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
+    tail, hash_, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    tail = path + (question + _redact_params(query) if question else "")
+    tail += hash_ + _redact_params(fragment) if hash_ else ""
+    return f"{scheme}://{netloc}{tail}"
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text` (a model arg's value, an error message) with its secrets redacted."""
+
+    def one(match: re.Match[str]) -> str:
+        url = match.group(0)
+        end = len(url.rstrip(".:;!?"))  # prose around a URL ("from URL: ...") keeps its punctuation
+        return redact_url(url[:end]) + url[end:]
+
+    return _URL.sub(one, text) if "://" in text else text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if is_secret(key, value):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_urls(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_urls(v) if isinstance(v, str) else v for v in value)
+    return value
+
+
 def redact_args(args: dict[str, Any]) -> dict[str, Any]:
-    """Model args as they may be written to reports and terminals: secret values replaced."""
-    return {k: (REDACTED if is_secret(k, v) else v) for k, v in args.items()}
+    """Model args as they may be written to reports and terminals: secret values replaced, and
+    the secrets of any URL in a value."""
+    return {k: _redact_value(k, v) for k, v in args.items()}
 
 
 def redact_args_text(text: str | None) -> str | None:
-    """The raw `--model-args` string with secret values replaced, the rest untouched."""
+    """The raw `--model-args` string with secret values (and URLs' secrets) replaced, the rest
+    untouched."""
     if not text:
         return text
     parts = []
     for part in text.split(","):
         key, sep, raw = part.partition("=")
-        parts.append(f"{key}={REDACTED}" if sep and is_secret(key.strip(), raw.strip()) else part)
+        parts.append(f"{key}={REDACTED}" if sep and is_secret(key.strip(), raw.strip()) else redact_urls(part))
     return ",".join(parts)

@@ -117,7 +117,8 @@ def write_results(out_dir: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-SAMPLE_EXTRAS = ("confidence", "perturbation", "efficiency")  # keys of a document's record that its sample lines repeat
+# keys of a document's record that its sample lines repeat
+SAMPLE_EXTRAS = ("confidence", "perturbation", "efficiency", "truncated")
 
 
 def write_samples(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:

@@ -75,6 +75,11 @@ def print_summary(result: RunResult, reporter: Any) -> None:
         reporter.write_line(f"lmeval: wrote {path}")
 
 
+def print_not_written(line: str, reporter: Any) -> None:
+    """Why the reports were not put in place, and which files were (one line)."""
+    reporter.write_line(line, red=True)
+
+
 def _token_rate(stats: dict) -> str:
     """' (T tokens, R tokens/s, F run through the model, K of D prompt-lookup draft tokens
     kept)' when the backend counts tokens; the third part only when the model ran another number

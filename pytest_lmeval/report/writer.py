@@ -1,6 +1,7 @@
 """The output folder of a run, from its RunResult: results.json (lm-eval's schema), the
 per-document file a later --baseline pairs against, report.html, and with --log-samples
-samples/<task>.jsonl. Each written atomically."""
+samples/<task>.jsonl. One set, written aside and moved into place together (output_folder.py):
+a folder never holds a results.json that contradicts the files beside it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.files import atomic_write
 from ..features.baseline_run import PER_DOC_FILE, per_document_lines
 from ..features.gating import doc_hashes
+from .output_folder import Step, write_set
 from .results import build_results, write_results, write_samples
 from .run_page import write_html
 
@@ -37,10 +39,24 @@ def results_document(result: RunResult) -> dict[str, Any]:
 
 
 def write_reports(result: RunResult, out_dir: Path, log_samples: bool) -> list[Path]:
-    doc = results_document(result)
-    files = [write_results(out_dir, doc)]
-    atomic_write(out_dir / PER_DOC_FILE, per_document_lines(result.records, doc_hashes(result)))
-    files.append(write_html(out_dir, result, doc))
+    """The set's files in `out_dir`, replacing an earlier run's set there whole. Raises
+    ReportsNotWritten (the terminal's one line) when anything stops it: the earlier set is then
+    as it was."""
+    doc: dict[str, Any] = {}
+
+    def results(folder: Path) -> list[Path]:
+        doc.update(results_document(result))
+        return [write_results(folder, doc)]
+
+    def per_document(folder: Path) -> list[Path]:
+        atomic_write(folder / PER_DOC_FILE, per_document_lines(result.records, doc_hashes(result)))
+        return [folder / PER_DOC_FILE]
+
+    steps: list[Step] = [
+        ("results.json", results),
+        (PER_DOC_FILE, per_document),
+        ("report.html", lambda folder: [write_html(folder, result, doc)]),
+    ]
     if log_samples:
-        files += write_samples(out_dir, result.records + result.perturbed)
-    return files
+        steps.append(("samples/", lambda folder: write_samples(folder, result.records + result.perturbed)))
+    return write_set(out_dir, steps)

@@ -10,6 +10,7 @@ import pytest
 from ..features import perturbation
 from ..features.robustness import Robustness
 from ..models.registry import check_model
+from ..report.output_folder import hold_output_folder
 from ..tasks.benchmark import MARK as BENCHMARK_MARK
 from .doc_ref import DocRef, lmeval_ref
 from .run import Run
@@ -58,8 +59,17 @@ class Collection:
             if lmeval_ref(item) is not None:
                 item.add_marker("lmeval")
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """An xdist controller collects nothing: it holds the output folder before the workers
+        start, as a single process does after its collection."""
+        run = self.run
+        if session.config.pluginmanager.hasplugin("dsession") and run.options.model is not None:
+            hold_output_folder(run.config, run.output_dir(), run.options.output_path)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         run = self.run
         run.build_requests(session.items)
+        if run.work and not run.is_worker:  # a folder the reports cannot go to, or in use: one line, before any loads
+            hold_output_folder(run.config, run.output_dir(), run.options.output_path)
         if run.work and run.options.model is not None:  # a model that cannot load: one line, before any loads
             check_model(run.options.model, run.options.batch_size)

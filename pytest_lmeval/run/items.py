@@ -66,9 +66,16 @@ def _stop_on_failure(run: Run) -> Generator[None, None, None]:
     policy = FailurePolicy(ignore_errors=run.options.ignore_errors, describe=lambda req: _asking(run, req))
     with failure_policy(policy):
         yield
-    if policy.stopped is not None and run.stopped is None:
+    if policy.interrupted is not None and run.stopped is None:
+        run.interrupted_by = policy.interrupted
+        run.stopped = (
+            f"lmeval: interrupted ({policy.interrupted}) while the model was answering: "
+            "the documents answered before it are scored, the rest are listed as not run"
+        )
+    elif policy.stopped is not None and run.stopped is None:
         req, reason = policy.stopped
         run.stopped = f"lmeval: stopped at a {req.kind} request of {_asking(run, req)}: {reason}"
+        run.stop_repeats = policy.repeats
 
 
 @pytest.fixture(scope="session")

@@ -34,9 +34,9 @@ def cli_value(text: str) -> Any:
         return text
 
 
-def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
+def parse_gen_kwargs(text: str | None, where: str = "--gen-kwargs") -> dict[str, Any] | None:
     """`--gen-kwargs`: a JSON object, or k=v pairs (`until=["\\n\\n","Q:"]` keeps its commas),
-    typed as lm-eval types them."""
+    typed as lm-eval types them, the known keys checked (check_gen_kwargs)."""
     if not text or not text.strip():
         return None
     try:
@@ -44,15 +44,74 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         data = None
     if isinstance(data, dict):
-        return data
+        return check_gen_kwargs(data, where)
     out: dict[str, Any] = {}
     for item in split_top_level(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise LmevalError(f"--gen-kwargs: {item!r} is not key=value (e.g. temperature=0.8,do_sample=true)")
+            raise LmevalError(f"{where}: {item!r} is not key=value (e.g. temperature=0.8,do_sample=true)")
         out[key.strip()] = cli_value(value.strip())
-    if "temperature" in out:
-        out["temperature"] = float(out["temperature"])
+    return check_gen_kwargs(out, where)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError
+    number = int(str(value).strip()) if isinstance(value, str) else int(value)
+    if number < 1:
+        raise ValueError
+    return value if isinstance(value, int) else number
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError
+    return int(str(value).strip()) if isinstance(value, str) else int(value)
+
+
+def _number(value: Any, low: float, high: float = float("inf"), above: bool = False) -> Any:
+    if isinstance(value, bool):
+        raise ValueError
+    number = float(value)
+    if not low <= number <= high or (above and number == low):
+        raise ValueError
+    return value if isinstance(value, (int, float)) else number
+
+
+def _stops(value: Any) -> Any:
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        return value
+    raise ValueError
+
+
+# Generation arguments whose type is known: key -> (convert, what it expects). Unknown keys pass
+# through to the backend untouched.
+_GEN_KWARGS: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(
+        ("max_gen_toks", "max_new_tokens", "max_length", "max_tokens", "max_completion_tokens"),
+        (_count, "a positive whole number"),
+    ),
+    "temperature": (lambda v: float(_number(v, 0.0)), "a number, 0 or more"),
+    "top_p": (lambda v: _number(v, 0.0, 1.0, above=True), "a number above 0, at most 1"),
+    "top_k": (_whole, "a whole number"),
+    "seed": (_whole, "a whole number"),
+    "do_sample": (lambda v: parse_bool(v, ""), "true or false"),
+    "until": (_stops, "a string or a list of strings"),
+}
+
+
+def check_gen_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Generation arguments with the known keys' types checked (`temperature` always a float,
+    as lm-eval makes it): a bad one is an LmevalError naming `where` and the key."""
+    out = dict(values)
+    for key, value in values.items():
+        if key not in _GEN_KWARGS or value is None:
+            continue
+        convert, expected = _GEN_KWARGS[key]
+        try:
+            out[key] = convert(value)
+        except (TypeError, ValueError, LmevalError):
+            raise LmevalError(f"{where} {key}={value!r}: expected {expected}") from None
     return out
 
 

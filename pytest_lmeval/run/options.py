@@ -16,10 +16,11 @@ import pytest
 
 from ..core.errors import LmevalError
 from ..core.files import default_cache_dir
+from ..features.baseline_run import PER_DOC_FILE
 from ..features.gates import parse_gates_file, parse_threshold
 from ..features.judging import JudgeOptions
 from ..models.known import resolve_known
-from ..models.registry import parse_model
+from ..models.registry import check_device_name, parse_model
 from ..models.spec import ModelSpec, parse_model_args
 from ..tasks.judged_metrics import STRATEGIES
 from .option_values import parse_flag, parse_float, parse_gen_kwargs, parse_int, parse_limit
@@ -283,6 +284,12 @@ def parse_options(config: pytest.Config) -> RunOptions:
         raise LmevalError(f"--baseline {baseline_raw!r}: no such file or folder")
     if baseline is not None and baseline.is_dir() and not (baseline / "results.json").is_file():
         raise LmevalError(f"--baseline {baseline_raw!r}: no results.json there; pass an earlier run's output folder")
+    folder = baseline.parent if baseline is not None and baseline.is_file() else baseline
+    if folder is not None and not (folder / PER_DOC_FILE).is_file() and not any(folder.glob("samples/*.jsonl")):
+        raise LmevalError(
+            f"--baseline {baseline_raw!r}: that run wrote no per-document file ({PER_DOC_FILE}, or samples/*.jsonl "
+            "with --log-samples), and a paired comparison needs one: run the baseline again, or pass a run that did"
+        )
     max_drop = parse_float("max-drop", _raw(config, "max_drop")[0], 0.0)
     alpha = parse_float("alpha", _raw(config, "alpha")[0], 0.05)
     if not 0 < alpha < 1:
@@ -290,9 +297,12 @@ def parse_options(config: pytest.Config) -> RunOptions:
 
     output, from_ini = _raw(config, "output_path")
     device, _ = _raw(config, "device")
+    check_device_name(device)
     tasks, _ = _raw(config, "tasks")
     if tasks is None and task_settings.tasks:
         tasks = ",".join(task_settings.tasks)
+    if tasks is not None and not str(tasks).replace(",", "").strip():
+        raise LmevalError(f"--tasks {tasks!r}: names no task (--tasks list shows them)")
     gen_text, _ = _raw(config, "gen_kwargs")
     chat, _ = _raw(config, "apply_chat_template")
     if isinstance(chat, str):  # from the ini file, or a name
@@ -353,8 +363,11 @@ def _judge_options(raw: Any, config: pytest.Config) -> JudgeOptions | None:
         if args_text:
             raise LmevalError("--judge-model-args needs --judge-model BACKEND:NAME")
         return JudgeOptions(None, None, concurrency, strategy) if strategy else None
-    backend, name = parse_model(str(model_text))
-    args = parse_model_args(args_text)
+    backend, name = parse_model(str(model_text), "--judge-model")
+    try:
+        args = parse_model_args(args_text)
+    except LmevalError as exc:  # its message names --model-args
+        raise LmevalError(str(exc).replace("--model-args", "--judge-model-args", 1)) from None
     if backend == "hf":
         name, args = resolve_known(name, args)
     return JudgeOptions(ModelSpec(backend, name, args), args_text, concurrency, strategy)
@@ -370,7 +383,8 @@ def library_dir() -> Path | None:
 
 def evals_dirs(config: pytest.Config, options: RunOptions) -> list[Path]:
     """The installed library, then the project's benchmark folders, then --include-path ones
-    (a later folder's task overrides an earlier one's of the same name)."""
+    (a later folder's task overrides an earlier one's of the same name; one that takes a library
+    task's name must say so: see Registry.scan)."""
     library = library_dir()
     dirs = [library] if library is not None else []
     dirs += [config.rootpath / d for d in str(config.getini("lmeval_evals_dir")).split()]

@@ -36,6 +36,7 @@ from .doc_ref import lmeval_ref
 from .options import RunOptions
 from .result import RunResult
 from .selection import Selection
+from .signals import StopSignals
 
 
 class Run:
@@ -55,10 +56,13 @@ class Run:
         self.model_info: dict[str, Any] = {}
         self.engine_stats: dict[str, Any] = {}
         self.answered: float | None = None  # perf_counter() once this process's answers were in
-        self.stopped: str | None = None  # why the run stopped early (a backend gave up)
+        self.stopped: str | None = None  # why the run stopped early (a backend gave up, an interruption)
+        self.stop_repeats = False  # the fault the run stopped at would happen again: no "rerun" advice
+        self.interrupted_by: str | None = None  # Ctrl-C or a stop signal's name, once one stopped the run
         self.result: RunResult | None = None
         self._cache: ResponseCache | None = None
         self._worker_cache: dict[str, Any] | None = None  # xdist controller: the workers' cache record
+        self.signals = StopSignals()  # SIGTERM and SIGHUP stop the run as Ctrl-C does
         self._resources = contextlib.ExitStack()  # what the run holds open until it closes
         self._resources.enter_context(pinned_revisions())
         # process_docs helpers see the global generator as one lm-eval run advances it
@@ -69,6 +73,7 @@ class Run:
         process_docs generator."""
         if self._cache is not None:
             self._cache.close()
+        self.signals.restore()
         self._resources.close()
 
     @classmethod
@@ -137,7 +142,7 @@ class Run:
         record = self._cache.record() or None
         if record is None and spec is not None:
             record = fingerprint_record(spec.backend, spec.name, redact_args(spec.args))
-        return {"note": self._cache.note, "fingerprint": record}
+        return {"note": self._cache.note, "fingerprint": record, "stored": self._cache.enabled and self._cache.writable}
 
     def keep(self, record: dict[str, Any]) -> None:
         """A document's record as its report arrives on the controller."""
@@ -171,9 +176,9 @@ class Run:
         for key, (status, why) in self.xdist.not_run().items():
             self.unscored.add(key, why, status)
         gaps = self.unscored
-        gaps.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and self.stopped is None
+        gaps.interrupted = self.interrupted_by is not None
         if gaps.interrupted:
-            why = "the run was interrupted (Ctrl-C) before it was scored"
+            why = f"the run was interrupted ({self.interrupted_by}) before it was scored"
         else:
             why = f"the session stopped early ({session.shouldfail or session.shouldstop or 'before it ran'})"
         if self.work:  # a run without xdist: this process ran every document
@@ -280,7 +285,12 @@ class Run:
         """What a rerun of the same command does, as (colour, line), when part of the run is
         missing: resume from the cache, or start over."""
         gaps = self.unscored
-        cached = self.open_cache() is not None if self.options.model is not None else False
+        # whether this run's answers were stored: this process's cache (never opened here just to
+        # ask: an xdist controller answers nothing), else what the workers said of theirs
+        if self._cache is not None:
+            cached = self._cache.enabled and self._cache.writable
+        else:
+            cached = bool((self._worker_cache or {}).get("stored"))
         if gaps.interrupted:
             if gaps.cached is not None:
                 left = (gaps.total or 0) - gaps.cached
@@ -293,6 +303,11 @@ class Run:
                     "lmeval: interrupted: the answers finished are cached; rerun the same command to resume"
                 )
             return "yellow", "lmeval: interrupted: nothing is cached (--no-cache); a rerun starts over"
+        if self.stop_repeats:  # out of memory at one row: the same command fails the same way
+            return "", (
+                "lmeval: the answers finished are cached; the rest need more memory than was free "
+                "(the same command with more free memory computes only them)"
+            )
         if cached and any(status == NOT_RUN for status, _ in gaps.docs.values()):
             return "", "lmeval: the answers finished are cached; rerun the same command to compute the rest"
         return None

@@ -15,7 +15,7 @@ from ..tasks.lmeval.class_tasks import task_for
 from ..tasks.prompts import PromptStyle
 from ..tasks.registry import Registry
 from ..tasks.task import Task
-from .options import RunOptions, evals_dirs
+from .options import RunOptions, evals_dirs, library_dir
 from .task_settings import check_subsets, configured, in_subsets, styled
 
 
@@ -42,11 +42,14 @@ class Selection:
         self.chat_template: ChatTemplate | None = None  # with --apply-chat-template, once tasks are chosen
         self._style: PromptStyle | None = None
         self._task_chat: ChatTemplate | None = None  # the model's template, for tasks whose settings turn it on
+        self._collection_error: LmevalError | None = None  # raised once collection is over (see benchmark_tasks)
 
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = Registry.scan(evals_dirs(self.config, self.options), lm_eval_catalogue=True)
+            self._registry = Registry.scan(
+                evals_dirs(self.config, self.options), lm_eval_catalogue=True, library=library_dir()
+            )
         return self._registry
 
     @property
@@ -70,6 +73,8 @@ class Selection:
                 registry.scan_python(path, tests_only=True)
         if self.options.tasks:
             self.picked = registry.resolve(self.options.tasks)
+            for name in self.picked:
+                registry.check_not_shadowing(name)
             configs = registry.configs_for(self.picked)  # with the overrides of the groups named
         else:
             configs = {name: cfg for name, cfg in registry.tasks.items() if any(_under(cfg.source, r) for r in roots)}
@@ -100,6 +105,17 @@ class Selection:
         return True
 
     def _task(self, cfg: TaskConfig) -> Task:
+        """The task as this run evaluates it. One with no documents (an empty split, a
+        process_docs that keeps none) stops the run: as zero items it would pass a CI gate
+        having evaluated nothing."""
+        self.registry.check_not_shadowing(cfg.task)
+        task = self._build(cfg)
+        empty = task.empty_reason()
+        if empty is not None:
+            raise LmevalError(f"{cfg.task}: {empty}")
+        return task
+
+    def _build(self, cfg: TaskConfig) -> Task:
         if self._style is None:
             self._style = self._prompt_style()
         opts = self.options
@@ -125,8 +141,20 @@ class Selection:
 
     def benchmark_tasks(self, runs: tuple[Any, ...], module: Path) -> list[str]:
         """The selected tasks a @benchmark function runs. Without --tasks, a declaration that
-        the benchmark folders did not hold (a file collected from elsewhere) joins the run."""
+        the benchmark folders did not hold (a file collected from elsewhere) joins the run.
+
+        Bad input found here (a task without documents or data, a name clash) would surface
+        as a collection error with pytest's traceback: it is kept, and raised as the run's one
+        line once collection is over (`uncollected_tasks`)."""
+        try:
+            return self._benchmark_tasks(runs, module)
+        except LmevalError as exc:
+            self._collection_error = self._collection_error or exc
+            return []
+
+    def _benchmark_tasks(self, runs: tuple[Any, ...], module: Path) -> list[str]:
         names: list[str] = []
+        groups: list[tuple[str, list[str]]] = []
         for run in runs:
             if isinstance(run, (TaskConfig, GroupConfig)):
                 self.registry.add_declared(run, module.parent)
@@ -134,13 +162,20 @@ class Selection:
                 self.registry.owners.setdefault(name, module.resolve())
             else:
                 name = str(run)
-            names.extend(n for n in self.registry.leaves(name) if n not in names)
+            leaves = self.registry.leaves(name)
+            if name not in leaves:  # a group or tag: its own name may clash too (tasks: in _task)
+                groups.append((name, leaves))
+            names.extend(n for n in leaves if n not in names)
         if self.picked is not None:
-            return [n for n in names if n in self.tasks]
-        names = [n for n in names if n in self.tasks or self._in_subsets(n)]
-        for name in names:
-            if name not in self.tasks:
-                self.tasks[name] = self._task(self.registry.tasks[name])
+            names = [n for n in names if n in self.tasks]
+        else:
+            names = [n for n in names if n in self.tasks or self._in_subsets(n)]
+            for name in names:
+                if name not in self.tasks:
+                    self.tasks[name] = self._task(self.registry.tasks[name])
+        for group, leaves in groups:
+            if any(n in names for n in leaves):
+                self.registry.check_not_shadowing(group)
         return names
 
     def _prompt_style(self) -> PromptStyle:
@@ -156,7 +191,10 @@ class Selection:
 
     def uncollected_tasks(self) -> list[str]:
         """Selected tasks that no collected test function runs (the benchmark file lies outside
-        the collected paths, or the task is YAML with no benchmark file at all)."""
+        the collected paths, or the task is YAML with no benchmark file at all). Asked once
+        collection is over: bad input a benchmark function's tasks held stops the run here."""
+        if self._collection_error is not None:
+            raise self._collection_error
         return [name for name in self.tasks if name not in self.parametrized]
 
     def owns_test_file(self, path: Path) -> bool | None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LmevalError
 from ..scoring.filters import with_answer_filters
-from .option_values import kv_value, parse_bool, parse_gen_kwargs, parse_limit, split_top_level
+from .option_values import check_gen_kwargs, kv_value, parse_bool, parse_gen_kwargs, parse_limit, split_top_level
 
 if TYPE_CHECKING:
     from ..tasks.config import TaskConfig
@@ -210,13 +210,10 @@ def settings_from_mapping(data: Any, where: str) -> TaskSettings:
             out[key] = parse_limit(value, f"{where}: limit {value!r}")
         elif key == "gen_kwargs":
             if isinstance(value, str):
-                value = parse_gen_kwargs(value) or {}
+                value = parse_gen_kwargs(value, f"{where}: gen_kwargs") or {}
             if not isinstance(value, Mapping):
                 raise LmevalError(f"{where}: gen_kwargs must be a mapping, got {value!r}")
-            value = dict(value)
-            if "temperature" in value:
-                value["temperature"] = float(value["temperature"])
-            out[key] = value
+            out[key] = check_gen_kwargs(dict(value), f"{where}: gen_kwargs")
         elif key == "system_prompt":
             out[key] = str(value)
         elif key == "chat_template":

@@ -90,6 +90,7 @@ class _Common:
     version: Any
     tags: Sequence[str]
     alias: str | None
+    override: bool = False
     source: Path = field(default_factory=Path)
 
 
@@ -104,7 +105,7 @@ def _compile(name: str, output_type: str, common: _Common, fields: dict[str, Any
         "fewshot_delimiter": fs.delimiter,
         "fewshot_excludes_doc": fs.exclude_doc,
         "num_fewshot": fs.n,
-        "metadata": {"version": common.version},
+        "metadata": _metadata(common.version, common.override),
         "tag": list(common.tags),
         **{k: v for k, v in fields.items() if v is not None},
     }
@@ -131,10 +132,16 @@ def _compile(name: str, output_type: str, common: _Common, fields: dict[str, Any
     return declared(task_config_from_dict(data, common.source))
 
 
-def _common(data: Data, fewshot: FewShot | None, process, version, tags, alias) -> _Common:
+def _common(data: Data, fewshot: FewShot | None, process, version, tags, alias, override) -> _Common:
     if not isinstance(data, Data):
         raise LmevalError(f"data must be hub(...), local(...) or rows(...), got {data!r}")
-    return _Common(data, fewshot, process, version, tuple(tags), alias, declaring_file(2))
+    return _Common(data, fewshot, process, version, tuple(tags), alias, bool(override), declaring_file(2))
+
+
+def _metadata(version: Any, override: bool) -> dict[str, Any]:
+    """A declaration's metadata: its version, and whether it knowingly replaces a library task
+    of the same name (without it, taking a library task's name is an error)."""
+    return {"version": version, **({"override": True} if override else {})}
 
 
 def multiple_choice(
@@ -149,12 +156,13 @@ def multiple_choice(
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     version: Any = 1.0,
+    override: bool = False,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
     """One question, several answers: the model's choice is the answer it finds most likely
     after the prompt. `target` gives the right answer's index or text."""
-    common = _common(data, fewshot, process, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias, override)
     fields = {
         "doc_to_text": _text(prompt),
         "doc_to_choice": list(choices) if isinstance(choices, (list, tuple)) else choices,
@@ -177,13 +185,14 @@ def multiple_input(
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     version: Any = 1.0,
+    override: bool = False,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
     """The reverse of multiple choice (Winogrande): several contexts, one continuation; the
     model's choice is the context after which the continuation is most likely. `target` is
     the right context's index."""
-    common = _common(data, fewshot, process, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias, override)
     gold = target if callable(target) else (lambda doc, key=target: doc[key])
     fields = {
         "doc_to_text": lambda doc: int(gold(doc)),
@@ -206,11 +215,12 @@ def loglikelihood(
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     version: Any = 1.0,
+    override: bool = False,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
     """How likely the target is after the prompt, and whether greedy decoding gives it."""
-    common = _common(data, fewshot, process, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias, override)
     fields = {
         "doc_to_text": _text(prompt),
         "doc_to_target": _text(target),
@@ -228,11 +238,12 @@ def rolling(
     metrics: Iterable[str | Metric | Callable] = ("word_perplexity", "byte_perplexity", "bits_per_byte"),
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     version: Any = 1.0,
+    override: bool = False,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
     """Perplexity of whole documents, scored in windows of the model's context."""
-    common = _common(data, None, process, version, tags, alias)
+    common = _common(data, None, process, version, tags, alias, override)
     fields = {"doc_to_target": _text(text), "metric_list": metric_entries(metrics)}
     return _compile(name, "loglikelihood_rolling", common, fields)
 
@@ -255,6 +266,7 @@ def generate(
     target_delimiter: str = " ",
     process: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     version: Any = 1.0,
+    override: bool = False,
     tags: Sequence[str] = (),
     alias: str | None = None,
 ) -> TaskConfig:
@@ -263,7 +275,7 @@ def generate(
     the backend's, 256); `filters` extract the answer from the text and `metrics` score it
     against `target`. `repeats` answers per document (with sampling). `sampling` holds any
     other generation argument (`do_sample`, `top_p`, `seed`...)."""
-    common = _common(data, fewshot, process, version, tags, alias)
+    common = _common(data, fewshot, process, version, tags, alias, override)
     gen: dict[str, Any] = {}
     if until is not None:
         gen["until"] = list(until)
@@ -298,6 +310,7 @@ def group(
     num_fewshot: Mapping[str, int] | None = None,
     alias: str | None = None,
     version: Any = 1.0,
+    override: bool = False,
 ) -> GroupConfig:
     """Tasks reported together, with each of `metrics` averaged over them (by document count
     when `weight_by_size`, else each task counts once). `average` maps each member to the
@@ -318,7 +331,7 @@ def group(
         "group": name,
         "task": members,
         "aggregate_metric_list": aggregates,
-        "metadata": {"version": version},
+        "metadata": _metadata(version, override),
     }
     if alias:
         data["group_alias"] = alias

@@ -41,6 +41,12 @@ Answer to rate: {answer}
 
 Reply with the rating in double brackets, for example [[{scale}]]."""
 RATING = re.compile(r"\[\[\s*(-?\d+(?:\.\d+)?)\s*\]\]")
+# How a reply echoes the instruction rather than judging: the verdict words listed together,
+# joined by "or", a comma or a slash ("CORRECT or INCORRECT", "'CORRECT'/'INCORRECT'"), and the
+# rating template's example ("for example [[10]]").
+_LIST_SEPARATOR = r"(?:,\s*or\b|,|/|\||\bor\b)"
+_QUOTES = r"[\"'*`\u2018\u2019\u201c\u201d]*"
+_EXAMPLE_RATING = re.compile(r"(?:for example|for instance|e\.g\.|such as|like)[:,]?\s*" + RATING.pattern, re.I)
 
 
 class Verdicts(Protocol):
@@ -120,22 +126,28 @@ class Judge:
         return " or ".join(word for word, _ in self.verdicts)
 
     def parse(self, reply: str) -> float | None:
-        """The score a reply gives, or None when it is malformed: the first verdict word in
-        it (whole words, any case; the longer word where two start at the same place), or the
-        first [[rating]] within 0..scale."""
+        """The score a reply gives, or None when it gives none or is ambiguous (the judge phase
+        then asks again). An echoed instruction is not a verdict: verdict words listed together
+        ("CORRECT or INCORRECT", "CORRECT/INCORRECT") and a rating given as the instruction's
+        example ("for example [[10]]") are set aside first. What is left must name exactly one
+        verdict (whole words, any case, said once or repeated; the longer word where two start
+        at the same place), or one rating [[x]] within 0..scale; a reply naming two different
+        ones ("CORRECT ... the answer is incorrect") is ambiguous."""
         if self.scale is not None:
-            match = RATING.search(reply)
-            if match is None:
+            ratings = {float(m.group(1)) for m in RATING.finditer(_EXAMPLE_RATING.sub(" ", reply))}
+            if len(ratings) != 1:
                 return None
-            value = float(match.group(1))
+            value = ratings.pop()
             return value / self.scale if 0 <= value <= self.scale else None
-        words = sorted(self.verdicts, key=lambda v: -len(v[0]))
-        alternatives = "|".join(re.escape(w) for w, _ in words)
-        match = re.search(rf"(?<!\w)({alternatives})(?!\w)", reply, re.IGNORECASE)
-        if match is None:
+        words = sorted((word for word, _ in self.verdicts), key=len, reverse=True)
+        one = rf"(?<!\w)(?:{'|'.join(re.escape(w) for w in words)})(?!\w)"
+        quoted = rf"{_QUOTES}{one}{_QUOTES}"
+        listed = re.compile(rf"{quoted}(?:\s*{_LIST_SEPARATOR}\s*{quoted})+", re.IGNORECASE)
+        said = {m.group(0).lower() for m in re.finditer(one, listed.sub(" ", reply), re.IGNORECASE)}
+        if len(said) != 1:
             return None
-        said = match.group(1).lower()
-        return next(score for word, score in self.verdicts if word.lower() == said)
+        word = said.pop()
+        return next(score for w, score in self.verdicts if w.lower() == word)
 
     def rule_score(self, doc: Mapping[str, Any], answer: Any) -> float:
         """The rule's score: the metric's own `rule`, else the answer equals the reference."""

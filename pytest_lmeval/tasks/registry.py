@@ -11,6 +11,7 @@ effective config.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,6 +25,15 @@ from .lmeval.yaml_config import task_config_from_yaml
 from .lmeval.yaml_loader import load_task_yaml
 from .python_files import is_benchmark_file, read_benchmark_file
 
+_RENAME = (
+    "rename yours, or mark it as the replacement: override=True in its declaration (YAML: metadata: {override: true})"
+)
+
+
+def overrides(decl: TaskConfig | GroupConfig) -> bool:
+    """Whether a declaration says it replaces a library (or catalogue) task of its name."""
+    return (decl.metadata or {}).get("override") is True
+
 
 @dataclass
 class Registry:
@@ -34,15 +44,20 @@ class Registry:
     roots: dict[str, Path] = field(default_factory=dict)  # task or group -> folder it came from
     owners: dict[str, Path] = field(default_factory=dict)  # name -> the test file that runs it
     catalogue: Catalogue | None = None
+    library: Path | None = None  # the benchmark library's folder (resolved): its names are taken
     _looked_up: set[str] = field(default_factory=set)
+    _checked: set[str] = field(default_factory=set)  # names checked against the catalogue's
 
     @classmethod
-    def scan(cls, folders: Iterable[Path], *, lm_eval_catalogue: bool = False) -> Registry:
+    def scan(cls, folders: Iterable[Path], *, lm_eval_catalogue: bool = False, library: Path | None = None) -> Registry:
         """Every YAML under the folders; with `lm_eval_catalogue`, lm-eval's own tasks too
         (found lazily, by name, when the package is installed). A name defined twice in one
         folder is an error; a later folder (an --include-path) overrides an earlier one's
-        definition, as lm-eval's include_path overrides its own tasks."""
-        reg = cls()
+        definition, as lm-eval's include_path overrides its own tasks, except a name of the
+        `library` folder (the benchmark library): replacing one of those takes a declaration
+        that says so (`override=True`; YAML `metadata: {override: true}`), else it is one line
+        naming both files."""
+        reg = cls(library=library.resolve() if library is not None else None)
         for folder in folders:
             for path in sorted(folder.rglob("*.yaml")):
                 reg._add_file(path, folder)
@@ -55,7 +70,7 @@ class Registry:
         data = load_task_yaml(path)
         if "group" in data and "task" in data:
             group = group_config_from_dict(data, path)
-            self._claim(group.group, path, root)
+            self._claim(group.group, path, root, overrides(group))
             self.groups[group.group] = group
             self.roots[group.group] = root
         elif "task" in data:
@@ -84,7 +99,10 @@ class Registry:
         known = self.tasks.get(name) or self.groups.get(name)
         if known is not None and known.source == decl.source:
             return  # the same file read again (pytest's import after the registry's)
-        self._claim(name, decl.source, root)
+        mine = known is not None and overrides(known) and not self._in_library(self.roots.get(name, root))
+        if mine and self._in_library(root):
+            return  # the library's file, collected after all: the user's replacement stays
+        self._claim(name, decl.source, root, overrides(decl))
         self.roots[name] = root
         if isinstance(decl, GroupConfig):
             self.groups[name] = decl
@@ -105,7 +123,7 @@ class Registry:
 
     def _add_task(self, data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
         cfg = task_config_from_yaml(data, path)
-        self._claim(cfg.task, path, root)
+        self._claim(cfg.task, path, root, overrides(cfg))
         self.tasks[cfg.task] = cfg
         self.raw[cfg.task] = data
         self.roots[cfg.task] = root
@@ -113,13 +131,49 @@ class Registry:
             self.tags.setdefault(tag, []).append(cfg.task)
         return cfg
 
-    def _claim(self, name: str, path: Path, root: Path) -> None:
+    def _claim(self, name: str, path: Path, root: Path, replaces: bool = False) -> None:
         for known in (self.tasks.get(name), self.groups.get(name)):
             if known is None:
                 continue
             if self.roots.get(name) == root:
                 raise LmevalError(f"{path}: name {name!r} is already defined in {known.source}")
+            known_root = self.roots.get(name)
+            if known_root is not None and self._in_library(known_root) and not self._in_library(root) and not replaces:
+                kind = "task" if isinstance(known, TaskConfig) else "group"
+                raise LmevalError(f"{path}: {kind} {name!r} is already a library {kind} ({known.source}): {_RENAME}")
             self._forget(name)  # a later folder overrides
+
+    def _in_library(self, root: Path) -> bool:
+        if self.library is None:
+            return False
+        resolved = root.resolve()
+        return resolved == self.library or self.library in resolved.parents
+
+    def check_not_shadowing(self, name: str) -> None:
+        """One line when a task or group of the user's takes the name of one of lm-eval's
+        catalogue (which the registry would otherwise never look up again), unless the
+        declaration says it overrides it. Checked for the names a run selects: the
+        catalogue's word index is read only then."""
+        if self.catalogue is None or name in self._checked or "::" in name:
+            return
+        self._checked.add(name)
+        decl = self.tasks.get(name) or self.groups.get(name)
+        root = self.roots.get(name)
+        if decl is None or root is None or root == self.catalogue.root or self._in_library(root) or overrides(decl):
+            return
+        declares = re.compile(rf"^(task|group)[ \t]*:[ \t]*[\"']?{re.escape(name)}[\"']?[ \t]*(#.*)?$", re.M)
+        for path in self.catalogue.candidates(name):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            found = declares.search(text)
+            if found:
+                kind = "task" if isinstance(decl, TaskConfig) else "group"
+                raise LmevalError(
+                    f"{decl.source}: {kind} {name!r} is already a {found.group(1)} of lm-eval's catalogue ({path}): "
+                    f"{_RENAME}"
+                )
 
     def _forget(self, name: str) -> None:
         self.tasks.pop(name, None)

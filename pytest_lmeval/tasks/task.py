@@ -56,7 +56,9 @@ class Task:
         self.style = style
         self.output = output_type(config.output_type)
         self.generation_kwargs = self.output.run_kwargs(config, gen_kwargs)
-        self.docs = self._load(config.eval_split, config.process_docs)
+        rows = config.source_data.rows(config.eval_split, data_dir, config.task)
+        self.rows_read = len(rows)  # before process_docs: says why a task has no documents
+        self.docs = apply_process_docs(config.process_docs, rows, config.task) if config.process_docs else rows
         self.original_size = len(self.docs)
         if limit is not None:
             n = int(limit) if limit >= 1 else math.ceil(len(self.docs) * limit)
@@ -80,6 +82,26 @@ class Task:
         cfg = self.config
         rows = cfg.source_data.rows(split, self.data_dir, cfg.task)
         return apply_process_docs(process_docs, rows, cfg.task) if process_docs else rows
+
+    def empty_reason(self) -> str | None:
+        """Why the task has no documents to evaluate, naming where they were read (None when
+        it has some): a run that selects nothing must not pass as if it had evaluated them."""
+        if self.docs:
+            return None
+        source = self.config.source_data
+        try:
+            split = self.config.eval_split
+            where = source.where(split, self.data_dir) if hasattr(source, "where") else source.describe()
+        except LmevalError:
+            split, where = "?", source.describe()
+        read = getattr(self, "rows_read", 0)
+        if self.original_size:
+            why = f"the limit kept none of its {self.original_size} documents"
+        elif read:
+            why = f"its process_docs kept none of the {read} rows of split {split!r}"
+        else:
+            why = f"split {split!r} has no rows"
+        return f"no documents in {where} ({why})"
 
     def _is_multiple_input(self) -> bool:
         """lm-eval decides from the first document: an int question with choices."""
@@ -238,7 +260,9 @@ class Task:
         prefix = self.gen_prefix(doc_id)
         shared = self._shared_turns(doc_id)
         if self.multiple_input:
-            inputs = self._field("doc_to_choice", self.config.doc_to_choice, doc, where)
+            inputs = self._field("doc_to_choice", self.config.doc_to_choice, doc, where) or []
+            if not isinstance(inputs, (list, tuple)):
+                raise LmevalError(f"task {self.name!r}: doc_to_choice must give a list of contexts on {where}")
             return [
                 self.style.render(shared + qa_turn(q, gen_prefix=prefix, target_delimiter=""), prefix) for q in inputs
             ]

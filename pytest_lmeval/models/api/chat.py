@@ -31,6 +31,7 @@ class ChatBackend(ApiBackend):
     endpoint = "chat/completions"
     default_tokenizer_backend = None
     max_tokens_key = "max_tokens"
+    max_stops = 4  # OpenAI's chat API takes at most 4 stop sequences
 
     @classmethod
     def probe_payload(cls, s: ApiSettings) -> dict[str, Any]:
@@ -61,7 +62,7 @@ class ChatBackend(ApiBackend):
             "messages": [{"role": "user", "content": self._context(req.args[0], args.max_gen_toks)}],
             self.max_tokens_key: args.max_gen_toks,
             "temperature": args.temperature,
-            "stop": self.stops(args.until)[:4],
+            **self.stop_field(args.until),
             "seed": self.settings.seed if args.seed is None else args.seed,
             **args.extra,
         }

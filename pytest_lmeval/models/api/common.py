@@ -5,13 +5,13 @@ that did finish."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...core.requests import Request
-from ..backend import Progress, RequestFailed
-from ..spec import ModelSpec
+from ..backend import Progress, RequestFailed, answered
+from ..spec import ModelSpec, redact_url
 from ..tokens import LmTokenizer, TiktokenAdapter, load_hf_tokenizer
 from .http import ApiClient, Call, CallsFailed, RetryPolicy
 from .settings import ApiSettings, auth_headers, parse_settings
@@ -86,16 +86,18 @@ class ApiBackend:
         the same name gets fresh answers."""
         s = cls.settings_for(spec, batch_size)
         headers, key = auth_headers(s)
-        policy = RetryPolicy(min(s.max_retries, 2), s.backoff, s.max_backoff)
+        # The requests' own retries and timeout: a server still loading its model at the start of
+        # a run is waited for as long as a request would be, not given up on (the run uncached).
+        policy = RetryPolicy(s.max_retries, s.backoff, s.max_backoff)
         found: dict[str, Identity | None] = {}
         for url in s.urls:
-            client = ApiClient([url], headers=headers, num_concurrent=1, timeout=min(s.timeout, 60.0), policy=policy,
+            client = ApiClient([url], headers=headers, num_concurrent=1, timeout=s.timeout, policy=policy,
                                secrets=[key] if key else [], verify_certificate=s.verify_certificate)  # fmt: skip
             try:
                 answers = client.run([Call(cls.probe_payload(s), lambda data: [identity_of(data)])], lambda i, a: None)
             except CallsFailed as exc:
                 return Probe(found, exc.reason)
-            found[url] = answers[0][0]
+            found[redact_url(url)] = answers[0][0]  # keyed by the URL as shown (notes print it)
         return Probe(found)
 
     @classmethod
@@ -115,7 +117,7 @@ class ApiBackend:
     def info(self) -> dict[str, Any]:
         s = self.settings
         return {
-            "base_url": list(s.urls),
+            "base_url": [redact_url(url) for url in s.urls],
             "served_model": s.model,
             "tokenizer": s.tokenizer,
             "tokenizer_backend": s.tokenizer_backend,
@@ -135,7 +137,14 @@ class ApiBackend:
 
     def stops(self, until: list[str]) -> list[str]:
         stops = until + [self.eos] if self.eos and self.eos not in until else list(until)
+        stops = [stop for stop in stops if stop]
         return stops[: self.max_stops] if self.max_stops else stops
+
+    def stop_field(self, until: list[str]) -> dict[str, Any]:
+        """The request's `stop`, left out when there is none: OpenAI's API and transformers serve
+        answer `"stop": []` (and an empty stop string) with HTTP 400."""
+        stops = self.stops(until)
+        return {"stop": stops} if stops else {}
 
     def dispatch(
         self,
@@ -160,12 +169,15 @@ class ApiBackend:
         def on_done(i: int, answers: list[Any]) -> None:
             if len(answers) != len(call_items[i]):
                 raise ValueError(f"{len(answers)} answers for {len(call_items[i])} prompts")
-            finished = 0
+            finished = []
             for j, answer in zip(call_items[i], answers, strict=True):
                 item_answers[j] = answer
                 left[owners[j]] -= 1
-                finished += left[owners[j]] == 0
-            progress(finished)
+                if left[owners[j]] == 0:
+                    finished.append(owners[j])
+            note_identities(finished)  # before the engine stores them under the identity stated
+            answered(progress, [(requests[r], answer_of(r)) for r in finished])
+            progress(len(finished))
 
         def answer_of(r: int) -> Any:
             return combine([item_answers[j] for j in by_owner[r]])
@@ -184,9 +196,12 @@ class ApiBackend:
 
             return Call(call.payload, parse)
 
-        def note_identities() -> None:
-            for r in range(len(requests)):
-                if left[r] == 0:
+        noted: set[int] = set()
+
+        def note_identities(done: Iterable[int] | None = None) -> None:
+            for r in range(len(requests)) if done is None else done:
+                if left[r] == 0 and r not in noted:
+                    noted.add(r)
                     stated = {item_identity[j] for j in by_owner[r]}
                     if stated:  # (a request of no calls, e.g. an empty document, depends on no server)
                         self._stated[requests[r]] = stated.pop() if len(stated) == 1 else MIXED

@@ -19,7 +19,12 @@ from ..backend import Progress, RequestFailed
 from ..generation import cut_at_stops, normalize_gen_kwargs
 from ..tokens import LmTokenizer, Tokens, rolling_windows, truncate_pair
 from .common import ApiBackend
-from .http import Call
+from .http import Call, UnusableResponse
+
+_NEEDS = (
+    "scoring needs a /v1/completions server that echoes the prompt's log-probabilities (echo=true with "
+    "logprobs, as vLLM, SGLang and llama.cpp's server do), or the hf or vllm backend"
+)
 
 
 def _choices(data: Any, n: int) -> list[dict[str, Any]]:
@@ -104,15 +109,18 @@ class CompletionsBackend(ApiBackend):
         def parse(data: Any) -> list[tuple[float, bool]]:
             out = []
             for choice, (tokens, ctxlen) in zip(_choices(data, len(batch)), batch, strict=True):
-                logprobs = choice["logprobs"]
-                if not logprobs or logprobs.get("token_logprobs") is None:
-                    raise ValueError("no echoed logprobs: the server must support echo=true with logprobs")
+                # A server may send `"logprobs": null` or leave the field out (transformers serve)
+                logprobs = choice.get("logprobs")
+                if not isinstance(logprobs, dict) or logprobs.get("token_logprobs") is None:
+                    raise UnusableResponse(f"returns no log-probabilities (its response has no logprobs); {_NEEDS}")
                 token_lps = logprobs["token_logprobs"]
                 if tokenized and len(token_lps) != len(tokens) + 1:
-                    raise ValueError(
-                        f"{len(token_lps)} token logprobs for a {len(tokens)}-token prompt and 1 generated "
-                        "token: the server does not echo the prompt's logprobs"
+                    raise UnusableResponse(
+                        f"returns {len(token_lps)} token log-probabilities for a {len(tokens)}-token prompt and 1 "
+                        f"generated token: it does not echo the prompt's; {_NEEDS}"
                     )
+                if not isinstance(logprobs.get("top_logprobs"), list):
+                    raise UnusableResponse(f"returns no top_logprobs (needed to tell greedy continuations); {_NEEDS}")
                 conts = token_lps[ctxlen:-1]
                 tops = logprobs["top_logprobs"][ctxlen:-1]
                 greedy = all(lp >= max(top.values()) for lp, top in zip(conts, tops, strict=True))
@@ -138,7 +146,6 @@ class CompletionsBackend(ApiBackend):
 
     def _generate_call(self, batch: list[Request]) -> Call:
         args = normalize_gen_kwargs(batch[0].gen_kwargs, self.settings.max_gen_toks)
-        stops = self.stops(args.until)
         if self.settings.tokenized_requests:
             assert self.tokenizer is not None
             room = self.max_len - args.max_gen_toks
@@ -154,7 +161,7 @@ class CompletionsBackend(ApiBackend):
             "prompt": prompt,
             "max_tokens": args.max_gen_toks,
             "temperature": args.temperature,
-            "stop": stops,
+            **self.stop_field(args.until),
             "seed": self.settings.seed if args.seed is None else args.seed,
             **args.extra,
         }

@@ -23,6 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from ..spec import REDACTED, redact_urls
+
 log = logging.getLogger("pytest_lmeval.api")
 
 RETRY_STATUSES = {408, 409, 425, 429}  # and every 5xx
@@ -37,6 +39,12 @@ class CallError(Exception):
         self.reason = reason
         self.transient = transient
         self.retry_after = retry_after
+
+
+class UnusableResponse(ValueError):
+    """Raised by a Call's parse for a well-formed response this client cannot use (a server that
+    gives no log-probabilities): the message says what the server at the URL does, in full, and
+    the call is not retried (the same server answers the same way)."""
 
 
 class CallsFailed(Exception):
@@ -194,6 +202,8 @@ class ApiClient:
             raise CallError(f"malformed JSON from {url}: {text[:120]!r}", transient=True) from None
         try:
             return call.parse(data)
+        except UnusableResponse as exc:
+            raise CallError(self._redact(f"the server at {url} {exc}"), transient=False) from None
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise CallError(
                 self._redact(f"unexpected response from {url} ({type(exc).__name__}: {exc}): {text[:300]}"),
@@ -201,9 +211,10 @@ class ApiClient:
             ) from None
 
     def _redact(self, text: str) -> str:
+        """A message as it may be shown: the key and the secrets of every URL in it replaced."""
         for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+            text = text.replace(secret, REDACTED)
+        return redact_urls(text)
 
 
 def _error_text(body: str) -> str:

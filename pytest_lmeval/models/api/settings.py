@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.errors import LmevalError, close_matches
-from ..spec import ModelSpec
+from ..spec import ModelSpec, redact_url
 
 _DEFAULTS: dict[str, Any] = {
     "base_url": None,
@@ -76,19 +76,23 @@ class ApiSettings:
 
 
 def _endpoint_urls(label: str, raw: str, endpoint: str) -> tuple[str, ...]:
+    """Each server's endpoint URL; a query string (a key some gateways take there) stays at the
+    end, after the endpoint's path. Messages show URLs with their secrets redacted."""
     urls = []
     for url in (u for u in re.split(r"[\s|]+", raw.strip()) if u):
+        shown = redact_url(url)
         if not re.match(r"^https?://", url):
-            raise LmevalError(f"--model {label}: base_url {url!r} is not an http(s) URL")
-        url = url.rstrip("/")
-        if endpoint == "completions" and url.endswith("/chat/completions"):
+            raise LmevalError(f"--model {label}: base_url {shown!r} is not an http(s) URL")
+        base, question, query = url.partition("?")
+        base = base.rstrip("/")
+        if endpoint == "completions" and base.endswith("/chat/completions"):
             raise LmevalError(
-                f"--model {label}: base_url {url!r} is a chat endpoint; use local-chat-completions for it, "
+                f"--model {label}: base_url {shown!r} is a chat endpoint; use local-chat-completions for it, "
                 "or give the server's /v1/completions URL"
             )
-        if not url.endswith("/completions"):
-            url = f"{url}/{endpoint}"
-        urls.append(url)
+        if not base.endswith("/completions"):
+            base = f"{base}/{endpoint}"
+        urls.append(base + question + query)
     if not urls:
         raise LmevalError(f"--model {label}: base_url is empty")
     return tuple(urls)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ...core.errors import LmevalError
 from ...core.requests import Request
-from ..backend import Progress
+from ..backend import Progress, answered
 from ..hub import pinned_kwargs
 from ..spec import ModelSpec
 from . import gguf_cache
@@ -111,10 +111,20 @@ class HFBackend:
             self.model = PeftModel.from_pretrained(self.model, args["peft"], **revision)
         if "device_map" not in load_kwargs:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # a model accelerate placed stays as it placed it
+        self._set_up(args, adapt="device_map" not in load_kwargs)
+        self.load_seconds = time.perf_counter() - started
+        self.loaded_from = where.source
+
+    def _set_up(self, args: dict[str, Any], *, adapt: bool) -> None:
+        """Everything after `self.model`, `self.tokenizer` and `self.backend` are in place, on
+        the device the model sits on (in_memory.py builds a backend around a model already in
+        memory this way): eval mode, the device's tuning (`adapt`: let it change the model, as
+        packed linears on a CPU), lengths, the tokenizer's special tokens, the scorer."""
         self.model.eval()
         self.device = next(self.model.parameters()).device
         self.tuning = tuning_for(self.device)
-        if "device_map" not in load_kwargs:  # a model accelerate placed stays as it placed it
+        if adapt:
             self.tuning.prepare(self.model, packed_linear=bool(args.get("packed_linear", True)))
         self.max_length = int(args.get("max_length") or self._detect_max_length())
         self.prefix_token_id = args.get("prefix_token_id")
@@ -133,14 +143,14 @@ class HFBackend:
         self.scorer = Scorer(
             self.model,
             self.max_length,
-            TokenBudget(batch_size, self.tuning),
+            TokenBudget(self.batch_size, self.tuning),
             self.softmax_dtype,
             prefix_reuse=bool(args.get("prefix_reuse", True)),
         )
         # per generation request of the last generate_until call: seconds to its first token (generate.py)
         self.first_token_seconds: dict[Request, float] = {}
-        self.load_seconds = time.perf_counter() - started
-        self.loaded_from = where.source
+        # requests of the last call whose input was cut to the model's length: (tokens, kept)
+        self.truncated: dict[Request, tuple[int, int]] = {}
 
     def _detect_max_length(self) -> int:
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
@@ -205,13 +215,23 @@ class HFBackend:
     # -- log-likelihood -----------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
         pairs = [self.encode_pair(*req.args) for req in requests]
+        self.truncated = {  # the model sees the last max_length + 1 tokens, as lm-eval's HFLM
+            req: (n, self.max_length + 1)
+            for req, pair in zip(requests, pairs, strict=True)
+            if (n := len(pair.context) + len(pair.continuation)) > self.max_length + 1 and self.backend != "seq2seq"
+        }
         for req, pair in zip(requests, pairs, strict=True):
             if not pair.continuation:
                 raise LmevalError(f"continuation {req.args[1]!r} encodes to no tokens")
         self.tuning.before_scoring()
         if self.backend == "seq2seq":
             return self._seq2seq_loglikelihood(pairs, progress)
-        return self.scorer.score(pairs, lambda done: progress(len(done)))
+
+        def on_done(indices: list[int], results: list[Any]) -> None:
+            answered(progress, [(requests[i], results[i]) for i in indices])
+            progress(len(indices))
+
+        return self.scorer.score(pairs, on_done)
 
     def loglikelihood_rolling(self, requests: Sequence[Request], progress: Progress) -> list[float]:
         """lm-eval's disjoint rolling windows: every token is predicted once, each window with
@@ -229,17 +249,24 @@ class HFBackend:
             if n == 0:
                 progress(1)
 
-        def on_done(indices: list[int]) -> None:
-            finished = 0
+        windows: list[list[int]] = [[] for _ in requests]
+        for j, i in enumerate(owner):
+            windows[i].append(j)
+        totals = [0.0] * len(requests)
+
+        def on_done(indices: list[int], results: list[Any]) -> None:
+            finished = []
             for j in indices:
                 left[owner[j]] -= 1
-                finished += left[owner[j]] == 0
-            progress(finished)
+                if left[owner[j]] == 0:
+                    finished.append(owner[j])
+            for i in finished:  # summed in window order, whatever order the windows ran in
+                totals[i] = sum(results[j][0] for j in windows[i])
+            answered(progress, [(requests[i], totals[i]) for i in finished])
+            progress(len(finished))
 
-        totals = [0.0] * len(requests)
         self.tuning.before_scoring()
-        for i, (ll, _greedy) in zip(owner, self.scorer.score(pairs, on_done), strict=True):
-            totals[i] += ll
+        self.scorer.score(pairs, on_done)
         return totals
 
     @torch.no_grad()

@@ -47,6 +47,7 @@ from .prefix_plan import generation_prefixes
 from .tuning import Tuning
 
 Progress = Callable[[int], None]
+OnFinished = Callable[[int, list[int]], None]  # a prompt's index and its generated tokens, as its row ends
 
 # Prompt lookup (speculative decoding with drafts copied from the row's own text): when a row's
 # last few tokens occurred before in its prompt or its output, the tokens that followed them
@@ -122,12 +123,16 @@ class Decoder:
 
     # -- public -------------------------------------------------------------------------------
     @torch.no_grad()
-    def run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
-        """The generated token ids of each prompt."""
+    def run(
+        self, prompts: Sequence[list[int]], progress: Progress, on_finished: OnFinished | None = None
+    ) -> list[list[int]]:
+        """The generated token ids of each prompt; `on_finished(index, tokens)` as each row ends."""
         with self.tuning.decoding(self.model):
-            return self._run(prompts, progress)
+            return self._run(prompts, progress, on_finished)
 
-    def _run(self, prompts: Sequence[list[int]], progress: Progress) -> list[list[int]]:
+    def _run(
+        self, prompts: Sequence[list[int]], progress: Progress, on_finished: OnFinished | None = None
+    ) -> list[list[int]]:
         prefixes = (
             generation_prefixes([tuple(p) for p in prompts], self.min_saved, min_saved_whole=self.min_saved_whole)
             if self.prefix_reuse
@@ -158,6 +163,8 @@ class Decoder:
                     out[r.index] = r.generated
                     self.first_token_seconds[r.index] = r.first_token_seconds
                     self.tokens += len(r.tokens) + len(r.generated)
+                    if on_finished is not None:
+                        on_finished(r.index, r.generated)
                 progress(len(finished))
                 gone = {id(r) for r in finished}
                 keep = [i for i, r in enumerate(running) if id(r) not in gone]

@@ -32,7 +32,7 @@ import transformers
 from transformers.generation.streamers import BaseStreamer
 
 from ...core.requests import Request
-from ..backend import Progress
+from ..backend import Progress, answered
 from ..generation import GenArgs, cut_at_stops, normalize_gen_kwargs, with_eos
 from .decode import Decoder
 from .kv_cache import kv_bytes_per_token
@@ -101,12 +101,16 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
         groups.setdefault(requests[i].args[1], []).append(i)
     out: list[str | None] = [None] * len(requests)
     backend.first_token_seconds = {}
+    backend.truncated = {}
     for members in groups.values():
         args = normalize_gen_kwargs(requests[members[0]].gen_kwargs, backend.max_gen_toks)
         until, max_toks, kwargs = with_eos(args.until, eos_text), args.max_gen_toks, generate_kwargs(args)
         max_ctx = backend.max_length - max_toks
         if max_ctx <= 0:
             raise ValueError(f"max_gen_toks {max_toks} leaves no room in max length {backend.max_length}")
+        for i in members:  # the prompt keeps its last max_ctx tokens, as lm-eval's HFLM
+            if lengths[requests[i].args[0]] > max_ctx:
+                backend.truncated[requests[i]] = (lengths[requests[i].args[0]], max_ctx)
         if _decodes_itself(backend, args):
             _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
             continue
@@ -128,6 +132,7 @@ def generate(backend: HFBackend, requests: Sequence[Request], progress: Progress
                 if first is not None:
                     backend.first_token_seconds[requests[i]] = first
             start += n
+            answered(progress, [(requests[i], out[i]) for i in batch])
             progress(n)
     return out  # type: ignore[return-value]
 
@@ -174,6 +179,10 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
         if n:
             progress(n)
 
+    def finished(index: int, tokens: list[int]) -> None:  # each row's text as its row ends, for the cache
+        text = backend.tokenizer.decode(tokens, skip_special_tokens=True)
+        answered(progress, [(requests[members[index]], cut_at_stops(text, until))])
+
     while True:
         decoder = Decoder(
             backend.model,
@@ -189,7 +198,7 @@ def _decode(backend, requests, members, until, max_toks, max_ctx, out, progress)
             tuning=backend.tuning,
         )
         try:
-            generated = decoder.run(prompts, advance)
+            generated = decoder.run(prompts, advance, finished)
             break
         except Exception as exc:
             # Out of memory: the same rows again, half as many at a time (greedy texts do not

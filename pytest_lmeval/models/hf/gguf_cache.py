@@ -30,6 +30,7 @@ from typing import Any
 
 _EDGE = 1 << 20  # bytes hashed at each end of the file
 _DONE = "conversion-complete"
+_TMP = ".tmp-"  # a conversion in progress: <folder>.tmp-<pid>-<random>
 
 
 def _cache_root() -> Path:
@@ -111,7 +112,8 @@ def save_conversion(model: Any, tokenizer: Any, where: Redirect) -> None:
     if not where.tokenizer_too:
         return  # a conversion holds the file's own tokenizer; with another one, keep converting
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    _remove_abandoned(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}{_TMP}{os.getpid()}-", dir=folder.parent))
     try:
         config = copy.deepcopy(model.config)
         if hasattr(config, "quantization_config"):
@@ -127,5 +129,26 @@ def save_conversion(model: Any, tokenizer: Any, where: Redirect) -> None:
             tmp.rename(folder)
         except OSError:  # another process wrote it first
             shutil.rmtree(tmp, ignore_errors=True)
-    except Exception:
+    except BaseException as exc:  # Ctrl-C and stop signals too: never leave half a model behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, Exception):
+            raise
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Conversions a killed process left half-written (hundreds of MB each): their process is
+    gone, so nothing will finish them."""
+    for tmp in folder.parent.glob(f"{folder.name}{_TMP}*"):
+        pid = tmp.name[len(folder.name) + len(_TMP) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from .kv_cache import Past, cache_argument, kv_bytes_per_token, returned_cache
 from .prefix_plan import Node, Row, plan
 from .tuning import Tuning
 
-OnDone = Callable[[list[int]], None]  # indices of the pairs just scored
+OnDone = Callable[[list[int], list[Any]], None]  # the pairs just scored (indices) and all results so far
 REUSE_MAX_CONTINUATION = 48  # tokens; see Scorer.score
 
 
@@ -245,7 +246,7 @@ class Scorer:
                 continue  # the same rows again, in a smaller batch
             self.budget.succeeded()
             start += len(batch)
-            on_done([i for row, _ in batch for i in rows[row]])
+            on_done([i for row, _ in batch for i in rows[row]], results)
 
     @torch.no_grad()
     def _score_batch(self, batch: list[tuple[Row, int]], past: Past | None, rows, pairs, results) -> None:

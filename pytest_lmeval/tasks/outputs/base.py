@@ -72,3 +72,21 @@ def text_target(task: Task, target: Any, doc_id: int, what: str) -> str:
     if not isinstance(target, str):
         raise LmevalError(f"task {task.name!r}: doc_to_target must give {what} on document {doc_id}")
     return target
+
+
+def target_fault(target: Any, choices: tuple[str, ...], what: str = "target") -> str | None:
+    """Why a target cannot be scored against the document's choices (one line), or None. A
+    negative index is refused, not read from the end: lm-eval would score such a document as
+    wrong without a word, and -1 is a common "no label" mark in data sets' test splits."""
+    n = len(choices)
+    for gold in target if isinstance(target, list) else [target]:
+        if isinstance(gold, str):
+            if gold not in choices:
+                return f"{what} {gold!r} is not one of the document's {n} choices"
+        elif not isinstance(gold, int):
+            return f"{what} {gold!r} is neither the index of a choice nor its text"
+        elif not 0 <= gold < n:
+            return f"{what} {gold} is out of range for the document's {n} choices (0 to {n - 1})"
+    if isinstance(target, list) and not target:
+        return f"{what} is an empty list: the document has no right answer"
+    return None

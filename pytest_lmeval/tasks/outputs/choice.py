@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import LmevalError
+from ...core.errors import LmevalError, NotScored
 from ...core.requests import DocRequests, Request, Response
 from ...scoring import lmeval_metrics, metrics
 from ...scoring.calibration import softmax_confidence
-from .base import OutputType, text_target
+from .base import OutputType, target_fault, text_target
 
 if TYPE_CHECKING:
     from ..config import TaskConfig
@@ -28,9 +28,18 @@ class MultipleChoice(OutputType):
 
     def build(self, task: Task, doc_id: int, contexts: list[str], target: Any) -> DocRequests:
         cfg = task.config
-        choices = tuple(task.field("doc_to_choice", cfg.doc_to_choice, doc_id))
-        if not choices or not all(isinstance(c, str) for c in choices):
+        given = task.field("doc_to_choice", cfg.doc_to_choice, doc_id)
+        if given is not None and not isinstance(given, (list, tuple)):
+            raise LmevalError(
+                f"task {task.name!r}: doc_to_choice must give a list of strings on document {doc_id}, "
+                f"got {type(given).__name__}"
+            )
+        choices = tuple(given or ())
+        if not all(isinstance(c, str) for c in choices):
             raise LmevalError(f"task {task.name!r}: doc_to_choice must give a list of strings on document {doc_id}")
+        if not choices:  # the document's own fault: its item fails with the reason (see compute)
+            gold = task.field("doc_to_text", cfg.doc_to_text, doc_id) if task.multiple_input else None
+            return DocRequests(task.name, doc_id, (), (), target, gold, contexts[0] if contexts else "")
         delim = task.continuation_delimiter()
         gold = None
         if task.multiple_input:
@@ -53,8 +62,11 @@ class MultipleChoice(OutputType):
         return lls, greedy, unconditional
 
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
-        lls, greedy, unconditional = self._lls(work, results)
         target = work.gold if task.multiple_input else work.target
+        fault = _no_choices(work) or target_fault(target, work.choices, _target_field(task))
+        if fault is not None:
+            raise NotScored(fault)
+        lls, greedy, unconditional = self._lls(work, results)
         ours = [m for m in wanted if m not in lmeval_metrics.CHOICE_METRICS]
         out = metrics.score_multiple_choice(lls, work.choices, target, ours, greedy=greedy, unconditional=unconditional)
         if len(ours) < len(wanted):  # lm-eval's f1, mcc, brier_score: aggregated over all documents
@@ -69,6 +81,9 @@ class MultipleChoice(OutputType):
 
     def answer(self, task: Task, work: DocRequests, responses: list[Response]) -> Any:
         """The chosen answer's text (multiple input: the chosen context's index)."""
+        fault = _no_choices(work)
+        if fault is not None:
+            raise NotScored(fault)
         lls, _, _ = self._lls(work, responses)
         best = max(range(len(lls)), key=lls.__getitem__)
         return best if task.multiple_input else work.choices[best]
@@ -78,3 +93,13 @@ class MultipleChoice(OutputType):
         for calibration (see calibration.py)."""
         lls, _, _ = self._lls(work, responses)
         return softmax_confidence(lls)
+
+
+def _no_choices(work: DocRequests) -> str | None:
+    if work.choices:
+        return None
+    return "no choices: doc_to_choice gave an empty list, so there is nothing to choose from"
+
+
+def _target_field(task: Task) -> str:
+    return "target (the right context's index)" if task.multiple_input else "target"

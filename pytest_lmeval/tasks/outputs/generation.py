@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import LmevalError
+from ...core.errors import LmevalError, NotScored
 from ...core.requests import DocRequests, Request, Response
 from ...scoring import lmeval_metrics, metrics
-from .base import OutputType
+from .base import OutputType, target_fault
 
 if TYPE_CHECKING:
     from ..config import TaskConfig
@@ -74,6 +74,10 @@ class Generation(OutputType):
 
     def compute(self, task: Task, work: DocRequests, results: list[Any], wanted: list[str]) -> tuple[dict, Any]:
         cfg = task.config
+        if work.choices and isinstance(work.target, int):  # an index into the choices
+            fault = target_fault(work.target, work.choices)
+            if fault is not None:
+                raise NotScored(fault)
         gold = work.choices[work.target] if work.choices and isinstance(work.target, int) else work.target
         out: dict[str, Any] = {}
         for m in wanted:
