@@ -216,3 +216,17 @@ def test_a_hub_model_loads_the_commit_the_cache_is_keyed_by(fake_vllm, tiny: Pat
     backend = VLLMBackend(ModelSpec("vllm", "org/tiny", {"max_model_len": VLLM_MAX}), device=None, batch_size="auto")
     assert backend.engine_args["model"] == str(repo / "snapshots" / ("3" * 40))
     assert fingerprint_parts(ModelSpec("vllm", "org/tiny", {}))["commit"] == "3" * 40
+
+
+def test_inputs_cut_to_the_model_length_are_recorded(fake_vllm, tiny) -> None:
+    """What the run's truncation count reads (features/truncation.py): each request whose input
+    kept only its last tokens, with its length and what was kept."""
+    backend = _vllm(tiny, max_model_len=16)
+    long, short = Request.loglikelihood("word " * 40, " end"), Request.loglikelihood("a few words", " end")
+    backend.loglikelihood([long, short], lambda n: None)
+    assert list(backend.truncated) == [long]
+    tokens, kept = backend.truncated[long]
+    assert kept == 15 and tokens > 15
+    prompt = Request.generate_until("word " * 40, {"until": ["\n"], "max_gen_toks": 4})
+    backend.generate_until([prompt], lambda n: None)
+    assert backend.truncated[prompt][1] == 12

@@ -50,6 +50,7 @@ class ApiBackend:
         self.spec = spec
         # The identity each answered request's server stated, until the cache takes it.
         self._stated: dict[Request, Identity | None] = {}
+        self.truncated: dict[Request, tuple[int, int]] = {}  # the last call's inputs cut to max_length
         self.settings: ApiSettings = self.settings_for(spec, batch_size)
         s = self.settings
         headers, key = auth_headers(s)

@@ -58,8 +58,11 @@ class CompletionsBackend(ApiBackend):
     def loglikelihood(self, requests: Sequence[Request], progress: Progress) -> list[tuple[float, bool]]:
         tok = self._tokenizer_for("loglikelihood", requests)
         items: list[tuple[Tokens, int]] = []
+        self.truncated = {}
         for req in requests:
             ctx, cont = tok.encode_pair(*req.args)
+            if len(ctx) + len(cont) > self.max_len:  # the input keeps its last max_length tokens
+                self.truncated[req] = (len(ctx) + len(cont), self.max_len)
             if not cont:
                 raise RequestFailed(req, f"continuation {req.args[1]!r} encodes to no tokens")
             tokens, ctxlen = truncate_pair(ctx, cont, self.max_len)
@@ -131,6 +134,7 @@ class CompletionsBackend(ApiBackend):
 
     # -- generation ---------------------------------------------------------------------------
     def generate_until(self, requests: Sequence[Request], progress: Progress) -> list[str]:
+        self.truncated = {}
         groups: dict[Any, list[int]] = {}
         for i in sorted(range(len(requests)), key=lambda i: -len(requests[i].args[0])):
             groups.setdefault(requests[i].args[1], []).append(i)
@@ -152,7 +156,11 @@ class CompletionsBackend(ApiBackend):
             if room <= 0:
                 limit = self.settings.max_length
                 raise RequestFailed(batch[0], f"max_gen_toks {args.max_gen_toks} leaves no room in max_length {limit}")
-            prompt: Any = [self.tokenizer.encode(r.args[0])[-room:] for r in batch]
+            encoded = [self.tokenizer.encode(r.args[0]) for r in batch]
+            for r, tokens in zip(batch, encoded, strict=True):
+                if len(tokens) > room:  # the prompt keeps its last tokens
+                    self.truncated[r] = (len(tokens), room)
+            prompt: Any = [tokens[-room:] for tokens in encoded]
         else:
             texts = [r.args[0] for r in batch]
             prompt = texts[0] if len(texts) == 1 else texts

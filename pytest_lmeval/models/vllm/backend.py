@@ -59,6 +59,7 @@ class VLLMBackend:
     def __init__(self, spec: ModelSpec, *, device: str | None, batch_size: int | str) -> None:
         require_vllm(spec.label)
         self.spec = spec
+        self.truncated: dict[Request, tuple[int, int]] = {}  # the last call's inputs cut to max_length
         args = dict(spec.args)
         if args.get("max_length") is not None and args.get("max_model_len") is not None:
             raise LmevalError("--model-args: give max_length or max_model_len, not both")
@@ -129,6 +130,11 @@ class VLLMBackend:
                 raise RequestFailed(req, f"continuation {req.args[1]!r} encodes to no tokens")
             if len(cont) > self.max_length - 2:
                 raise RequestFailed(req, f"continuation of {len(cont)} tokens leaves no context in {self.max_length}")
+        self.truncated = {  # the input keeps its last max_length - 1 tokens, as lm-eval's vLLM model
+            req: (n, self.max_length - 1)
+            for req, (ctx, cont) in zip(requests, pairs, strict=True)
+            if (n := len(ctx) + len(cont)) > self.max_length - 1
+        }
         answers = self._score(pairs)
         progress(len(requests))
         return answers
@@ -196,6 +202,7 @@ class VLLMBackend:
 
     # -- generation ---------------------------------------------------------------------------
     def generate_until(self, requests: Sequence[Request], progress: Progress) -> list[str]:
+        self.truncated = {}
         prompts: list[Tokens] = []
         params: list[Params] = []
         stops: list[list[str]] = []
@@ -209,7 +216,10 @@ class VLLMBackend:
                 limit = self.max_length
                 raise RequestFailed(req, f"max_gen_toks {args.max_gen_toks} leaves no room in max length {limit}")
             until = with_eos(args.until, self.eos)
-            prompts.append(self.tokenizer.encode(req.args[0])[-room:])
+            encoded = self.tokenizer.encode(req.args[0])
+            if len(encoded) > room:  # the prompt keeps its last tokens
+                self.truncated[req] = (len(encoded), room)
+            prompts.append(encoded[-room:])
             params.append(
                 {
                     "skip_special_tokens": False,
