@@ -79,6 +79,16 @@ def test_k_picks_a_subject(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["3/171 tests collected (168 deselected)*"])
 
 
+def test_m_lmeval_selects_the_documents(pytester: pytest.Pytester) -> None:
+    """The `lmeval` marker is on every document's item before pytest's -m filter runs (also on
+    the items of tasks no collected file runs), so `-m lmeval` keeps them and `-m 'not lmeval'`
+    drops them."""
+    kept = _evals(pytester, "--tasks", "mmlu_anatomy", "--limit", "2", "-m", "lmeval", "--collect-only", "-q")
+    assert kept.ret == 0 and _ids(kept) == ["mmlu_anatomy-0", "mmlu_anatomy-1"]
+    dropped = _evals(pytester, "--tasks", "mmlu_anatomy", "--limit", "2", "-m", "not lmeval", "--collect-only", "-q")
+    assert _ids(dropped) == []
+
+
 def test_collect_only_lists_documents_without_loading_a_model(pytester: pytest.Pytester) -> None:
     write_quiz(pytester.path)
     result = run(pytester, "evals", "--data-dir", "data", *NO_MODEL, "--collect-only", "-q")

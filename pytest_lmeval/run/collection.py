@@ -53,7 +53,9 @@ class Collection:
                 refs += [DocRef(name, i), *(DocRef(name, i, p) for p in shown)]
         metafunc.parametrize(mark.kwargs["argname"], refs, ids=[str(r) for r in refs])
 
-    @pytest.hookimpl(trylast=True)
+    # Before pytest's -m and -k filters (so `-m lmeval` selects the documents), after the items
+    # of uncollected tasks are added (OrphanItems, registered later, runs first among tryfirst).
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             if lmeval_ref(item) is not None:
