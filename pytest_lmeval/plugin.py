@@ -7,6 +7,8 @@ own stash key, as pytest's own junitxml, stepwise and cacheprovider are built.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from .features.calibration import Calibration
@@ -22,14 +24,22 @@ from .run import hookspecs, items, load_gc
 from .run.collection import Collection
 from .run.ending import Ending
 from .run.items import Records
-from .run.options import addoptions, parse_options
+from .run.option_table import addoptions
+from .run.option_values import collision_hints
+from .run.options import parse_options
 from .run.run import Run
 from .run.selection import Selection
 from .run.uncollected import OrphanItems
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     addoptions(parser)
+    # lm-eval's spelling of an option whose name pytest or a plugin owns: which name to use,
+    # said here, before the parse of the command line that may stop at it
+    config = pluginmanager.get_plugin("pytestconfig")
+    if config is not None and not hasattr(config, "workerinput"):
+        for line in collision_hints(list(config.invocation_params.args)):
+            sys.stderr.write(f"lmeval: {line}\n")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -90,4 +100,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if opts.model is None:
         return None
     args = redact_args_text(opts.model_args_text)
-    return [f"lmeval: model {opts.model.label}" + (f" ({args})" if args else "")]
+    return [f"lmeval: model {opts.model.label}" + (f" ({args})" if args else "")] + [
+        f"lmeval: {note}" for note in opts.notes
+    ]

@@ -95,9 +95,14 @@ def test_a_run_reports_calibration_per_task_and_group(pytester: pytest.Pytester)
     # samples carry each document's confidence
     samples = read_jsonl(pytester.path / "out" / "samples" / "quiz_a.jsonl")
     assert [s["confidence"] for s in samples] == pytest.approx([c for c, _ in QUIZ_A], abs=1e-6)
-    # the terminal table: lower is better for ECE, no stderr
-    rows = [r for r in table_rows(res) if r[4] == "ece_10_bin"]
-    assert ["none", "", "ece_10_bin", "↓", f"{a['ece_10_bin,none']:.4f}", "", "N/A"] in [r[2:] for r in rows]
+    # the terminal: the table holds the tasks' own metrics, calibration its own lines after it
+    assert not [r for r in table_rows(res) if r[4] in cal.METRICS]
+    res.stdout.fnmatch_lines(
+        [
+            "lmeval calibration (ece_10_bin ↓, selective_acc@10 ↑, selective_cov_acc_area ↑):",
+            f"  - quiz_a  {a['ece_10_bin,none']:.4f}, {a['selective_acc@10,none']:.4f}, *",
+        ]
+    )
     # report.html: a reliability diagram per task, one dot per non-empty bin
     page = (pytester.path / "out" / "report.html").read_text()
     chart = re.search(r'<svg[^>]*aria-label="quiz_a: reliability \(ECE-10 0\.\d{4}\)".*?</svg>', page, re.S)

@@ -104,7 +104,7 @@ def test_results_json_schema(full_run: pytest.RunResult, pytester: pytest.Pytest
     assert config["doc_to_text"] == "Q: {{question}}\nA:"
     assert config["num_fewshot"] == 0
     assert doc["config"]["model"] == "dummy"
-    assert doc["config"]["model_name"] == "d"
+    assert doc["config"]["model_name"] == "d" and doc["config"]["model_path"] == "d"
     assert doc["model_name"] == "dummy:d"
 
 

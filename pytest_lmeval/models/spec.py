@@ -21,10 +21,17 @@ class ModelSpec:
     backend: str
     name: str
     args: dict[str, Any] = field(default_factory=dict)
+    # the name as the person typed it, where the plugin resolved it to another (hf:smollm2-135m
+    # to the folder it fetched): what every human-facing place shows; `name` is what loads
+    typed: str | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
-        return f"{self.backend}:{self.name}"
+        return f"{self.backend}:{self.shown_name}"
+
+    @property
+    def shown_name(self) -> str:
+        return self.typed if self.typed is not None else self.name
 
 
 def _coerce(text: str) -> Any:

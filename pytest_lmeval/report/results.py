@@ -66,7 +66,8 @@ def _model_fingerprint(run_config: dict[str, Any]) -> dict[str, Any] | None:
     if run_config.get("model_fingerprint"):  # as the process that opened the cache keyed it
         return run_config["model_fingerprint"]
     args = run_config.get("model_args_parsed") or {}
-    return fingerprint_record(run_config.get("model"), run_config.get("model_name"), args)
+    name = run_config.get("model_path") or run_config.get("model_name")  # model_name: as typed
+    return fingerprint_record(run_config.get("model"), name, args)
 
 
 def build_results(

@@ -37,10 +37,13 @@ def print_summary(result: RunResult, reporter: Any) -> None:
         f"limit: {config.get('limit')}, num_fewshot: {config.get('num_fewshot')}, "
         f"batch_size: {config.get('batch_size')}"
     )
-    reporter.write_line(table.render(results, versions, n_shot, hib))
+    own = frozenset(table.CALIBRATION)  # calibration: its own short section after the tables
+    reporter.write_line(table.render(results, versions, n_shot, hib, leave_out=own))
     if results.group_names:
         reporter.write_line("")
-        reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True))
+        reporter.write_line(table.render(results, versions, n_shot, hib, groups_only=True, leave_out=own))
+    for line in table.calibration_lines(results):
+        reporter.write_line(line)
     for line in result.lines:
         reporter.write_line(line)
     for line in leaderboard.lines(leaderboard.scores(results, tasks)):

@@ -184,3 +184,51 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
         buf.append(ch)
     parts.append("".join(buf))
     return [p for p in parts if p.strip()]
+
+
+def parse_batch_size(value: Any) -> int | str:
+    """`--batch-size N|auto`; lm-eval's `auto:N` (re-detect the size N times) is our `auto`,
+    which adapts all along."""
+    text = str(value).strip()
+    if text == "auto" or (text.startswith("auto:") and text[5:].strip().isdigit()):
+        return "auto"
+    size = parse_int("batch-size", text)
+    if size < 1:
+        raise LmevalError(f"--batch-size {value!r}: must be at least 1, or 'auto'")
+    return size
+
+
+def parse_seed(value: Any) -> int:
+    """`--seed`: the few-shot sampler's seed; lm-eval's four seeds `random,numpy,torch,fewshot`
+    give it their fourth (`None` there: the default, 1234); a single number sets them all."""
+    parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) == 1:
+        return parse_int("seed", parts[0])
+    if len(parts) != 4:
+        raise LmevalError(f"--seed {value!r}: one number, or lm-eval's four (random,numpy,torch,fewshot)")
+    for part in parts[:3]:
+        if part != "None":
+            parse_int("seed", part)
+    return 1234 if parts[3] == "None" else parse_int("seed", parts[3])
+
+
+# lm-eval's options whose names pytest or a plugin of pytest owns: (flag, what to pass here)
+COLLISIONS = {
+    "--verbosity": "lm-eval's --verbosity is pytest's here (a number); for the log level use --log-level LEVEL",
+    "--metadata": "lm-eval's --metadata is pytest-metadata's here (--metadata KEY VALUE); pass task settings "
+    "with --task-args",
+}
+
+
+def collision_hints(args: list[str]) -> list[str]:
+    """One line per lm-eval option given whose name another option owns here."""
+    out = []
+    for i, arg in enumerate(args):
+        flag, _, inline = arg.partition("=")
+        if flag not in COLLISIONS:
+            continue
+        value = inline or (args[i + 1] if i + 1 < len(args) else "")
+        lmeval_like = value.lstrip().startswith("{") if flag == "--metadata" else not value.strip().isdigit()
+        if lmeval_like and COLLISIONS[flag] not in out:
+            out.append(COLLISIONS[flag])
+    return out

@@ -23,103 +23,17 @@ from ..models.known import resolve_known
 from ..models.registry import check_device_name, parse_model
 from ..models.spec import ModelSpec, parse_model_args
 from ..tasks.judged_metrics import STRATEGIES
-from .option_values import parse_flag, parse_float, parse_gen_kwargs, parse_int, parse_limit
+from .option_table import RUN_FILE_OPTIONS
+from .option_values import (
+    parse_batch_size,
+    parse_flag,
+    parse_float,
+    parse_gen_kwargs,
+    parse_int,
+    parse_limit,
+    parse_seed,
+)
 from .task_settings import RunSettings, load_run_file, parse_task_args
-
-# (flag, ini/dest name, help)
-_OPTIONS = [
-    ("--model", "model", "model to evaluate as BACKEND:NAME (hf:EleutherAI/pythia-160m, hf:/path)"),
-    ("--model-args", "model_args", "comma-separated k=v passed to the backend / from_pretrained"),
-    ("--device", "device", "device for the model (cuda, cuda:1, cpu); default: cuda if present"),
-    ("--batch-size", "batch_size", "requests per forward pass, or 'auto' (default: auto)"),
-    ("--tasks", "tasks", "tasks, groups, tags or wildcards, comma-separated; 'list' lists them"),
-    ("--num-fewshot", "num_fewshot", "few-shot examples per prompt (default: the task's own)"),
-    ("--limit", "limit", "first N documents per task, or a fraction (0.1) of each task"),
-    ("--seed", "seed", "seed of the few-shot sampler (default 1234, as lm-eval)"),
-    ("--data-dir", "data_dir", "offline data mirror folder (also LMEVAL_DATA_DIR)"),
-    ("--output-path", "output_path", "output folder (default reports/<model>/<timestamp>/)"),
-    ("--include-path", "include_path", "extra folder(s) of task YAML, os.pathsep-separated"),
-    ("--gates", "gates", "YAML file of gates: per task and metric a min, max, or reference + rel_tol"),
-    ("--baseline", "baseline", "an earlier run's output folder (or its results.json) to compare with, paired"),
-    ("--max-drop", "max_drop", "baseline gate: largest allowed drop, in points (1.0 = 1 percentage point)"),
-    ("--alpha", "alpha", "baseline gate: significance level of the paired test (default 0.05)"),
-    ("--cache-dir", "cache_dir", "response cache folder (default ~/.cache/pytest-lmeval)"),
-    ("--gen-kwargs", "gen_kwargs", "generation arguments k=v,... (temperature=0.8,top_p=0.95,do_sample=true)"),
-    ("--system-instruction", "system_instruction", "system instruction put before every prompt"),
-    ("--perturb", "perturb", "add one item per document and perturbation: typos,lowercase,... or robustness"),
-    ("--run-file", "run_file", "YAML file of the run: its tasks with per-task settings, and run options"),
-    ("--judge-model", "judge_model", "judge model for judged metrics, as BACKEND:NAME (local-chat-completions:gpt-4o)"),
-    ("--judge-model-args", "judge_model_args", "comma-separated k=v for the judge's backend (base_url=...)"),
-    ("--judge-concurrency", "judge_concurrency", "judge requests sent at once (default 4)"),
-    ("--judge-strategy", "judge_strategy", "rule, llm, llm_recall or auto (default: auto, the benchmark decides)"),
-]
-# Plain run options a run file may set (the command line wins over it, it wins over the ini file).
-RUN_FILE_OPTIONS = (
-    "model", "model_args", "device", "batch_size", "num_fewshot", "limit", "seed", "gen_kwargs",
-    "system_instruction", "judge_model", "judge_model_args", "judge_concurrency", "judge_strategy",
-)  # fmt: skip
-
-
-def addoptions(parser: pytest.Parser) -> None:
-    group = parser.getgroup("lmeval", "language-model evaluation (pytest-lmeval)")
-    for flag, dest, help_text in _OPTIONS:
-        group.addoption(flag, dest=f"lmeval_{dest}", default=None, help=help_text)
-        parser.addini(f"lmeval_{dest}", help_text, default=None)
-    group.addoption(
-        "--log-samples",
-        dest="lmeval_log_samples",
-        action="store_true",
-        default=None,
-        help="write samples/<task>.jsonl with every document's prompt, answers and scores",
-    )
-    parser.addini("lmeval_log_samples", "write per-document samples", type="bool", default=False)
-    group.addoption(
-        "--item-outcome",
-        dest="lmeval_item_outcome",
-        choices=("scored", "correct"),
-        default=None,
-        help="'scored' (default): an item passes when scored; 'correct': it fails when wrong",
-    )
-    parser.addini("lmeval_item_outcome", "scored or correct", default=None)
-    group.addoption(
-        "--no-cache", dest="lmeval_no_cache", action="store_true", default=False,
-        help="neither read nor write the response cache",
-    )  # fmt: skip
-    group.addoption(
-        "--refresh-cache", dest="lmeval_refresh_cache", action="store_true", default=False,
-        help="recompute every request and overwrite its cached answer",
-    )  # fmt: skip
-    group.addoption(
-        "--ignore-errors", dest="lmeval_ignore_errors", action="store_true", default=None,
-        help="when the backend gives up on a request, fail only the documents that asked and "
-        "score the rest (default: stop there and report the run as partial)",
-    )  # fmt: skip
-    parser.addini("lmeval_ignore_errors", "go on past requests the backend gives up on", type="bool", default=False)
-    group.addoption(
-        "--apply-chat-template", "--chat-template", dest="lmeval_apply_chat_template", nargs="?", const=True,
-        default=None, metavar="NAME|FILE|JINJA",
-        help="render prompts with the model's chat template (optionally the named one), or with your own "
-        "Jinja template: a file (.jinja) or the template text",
-    )  # fmt: skip
-    parser.addini("lmeval_apply_chat_template", "true, or the name of the chat template to apply", default=None)
-    group.addoption(
-        "--fewshot-as-multiturn", dest="lmeval_fewshot_as_multiturn", nargs="?", const="true", default=None,
-        metavar="BOOL", help="few-shot examples as separate chat turns (default: true with a chat template)",
-    )  # fmt: skip
-    parser.addini("lmeval_fewshot_as_multiturn", "few-shot examples as chat turns", default=None)
-    group.addoption(
-        "--threshold", dest="lmeval_threshold", action="append", default=None,
-        help="gate TASK:METRIC>=VALUE (or <=); repeatable",
-    )  # fmt: skip
-    parser.addini("lmeval_threshold", "gates TASK:METRIC>=VALUE", type="linelist", default=[])
-    group.addoption(
-        "--task-args", dest="lmeval_task_args", action="append", default=None,
-        help="per-task settings: JSON {task: {num_fewshot, limit, fewshot_seed, gen_kwargs, system_prompt, "
-        "chat_template, subset_list, filters}} or TASK:key=value;key=value; repeatable",
-    )  # fmt: skip
-    parser.addini("lmeval_task_args", "per-task settings, one TASK:key=value;... or JSON per line", type="linelist",
-                  default=[])  # fmt: skip
-    parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
 
 
 @dataclass(frozen=True)
@@ -151,11 +65,12 @@ class RunOptions:
     ignore_errors: bool = False  # a request the backend gives up on fails its documents only
     task_settings: RunSettings = field(default_factory=RunSettings)  # --task-args and --run-file
     judge: JudgeOptions | None = None  # --judge-model and its companions
+    notes: tuple[str, ...] = ()  # lines for the header: options accepted but without effect here
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
             return Path(self.output_path)
-        name = self.model.name if self.model else "none"
+        name = self.model.shown_name if self.model else "none"
         if os.path.isabs(name):  # a local folder or file: its own name, not the whole path
             name = Path(name).name
         label = re.sub(r"[^A-Za-z0-9._-]+", "__", name)
@@ -212,24 +127,25 @@ def parse_options(config: pytest.Config) -> RunOptions:
 
     model_text, _ = _raw(config, "model")
     model_args_text, _ = _raw(config, "model_args")
+    if config.getoption("lmeval_trust_remote_code") and "trust_remote_code" not in parse_model_args(model_args_text):
+        model_args_text = ",".join(t for t in (model_args_text, "trust_remote_code=true") if t)
     model = None
     if model_text:
-        backend, name = parse_model(str(model_text))
-        args = parse_model_args(model_args_text)
+        backend, typed = parse_model(str(model_text))
+        name, args = typed, parse_model_args(model_args_text)
         if backend == "hf":  # a short name the plugin fetches: show its progress past pytest's capture
             capman = config.pluginmanager.getplugin("capturemanager")
             with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
                 name, args = resolve_known(name, args)
-        model = ModelSpec(backend, name, args)
+        model = ModelSpec(backend, name, args, typed if name != typed else None)
     elif model_args_text:
         parse_model_args(model_args_text)  # still report malformed args at once
 
     batch, _ = _raw(config, "batch_size")
-    batch_size: int | str = "auto"
-    if batch is not None and str(batch) != "auto":
-        batch_size = parse_int("batch-size", batch)
-        if batch_size < 1:
-            raise LmevalError(f"--batch-size {batch!r}: must be at least 1, or 'auto'")
+    batch_size = "auto" if batch is None else parse_batch_size(batch)
+    notes: tuple[str, ...] = ()
+    if config.getoption("lmeval_max_batch_size") is not None:
+        notes += ("--max_batch_size is accepted and ignored (auto batches by a budget of padded tokens)",)
 
     shots, _ = _raw(config, "num_fewshot")
     num_fewshot = None if shots is None else parse_int("num-fewshot", shots)
@@ -240,7 +156,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
     limit = None if limit_raw is None else parse_limit(limit_raw, f"--limit {limit_raw!r}")
 
     seed_raw, _ = _raw(config, "seed")
-    seed = 1234 if seed_raw is None else parse_int("seed", seed_raw)
+    seed = 1234 if seed_raw is None else parse_seed(seed_raw)
 
     data_raw, from_ini = _raw(config, "data_dir")
     data_dir = None
@@ -345,6 +261,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         ignore_errors=bool(ignore_errors),
         task_settings=task_settings,
         judge=_judge_options(_raw, config),
+        notes=notes,
     )
 
 
@@ -368,9 +285,11 @@ def _judge_options(raw: Any, config: pytest.Config) -> JudgeOptions | None:
         args = parse_model_args(args_text)
     except LmevalError as exc:  # its message names --model-args
         raise LmevalError(str(exc).replace("--model-args", "--judge-model-args", 1)) from None
+    typed = name
     if backend == "hf":
         name, args = resolve_known(name, args)
-    return JudgeOptions(ModelSpec(backend, name, args), args_text, concurrency, strategy)
+    spec = ModelSpec(backend, name, args, typed if name != typed else None)
+    return JudgeOptions(spec, args_text, concurrency, strategy)
 
 
 def library_dir() -> Path | None:

@@ -31,7 +31,7 @@ import pytest
 
 from ..core.errors import LmevalError, interruption_name
 from ..core.files import default_cache_dir
-from .options import addoptions
+from .option_table import addoptions
 from .result import RunResult
 from .run import Run
 

@@ -252,7 +252,8 @@ class Run:
         opts = self.options
         return {
             "model": opts.model.backend if opts.model else None,
-            "model_name": opts.model.name if opts.model else None,
+            "model_name": opts.model.shown_name if opts.model else None,  # as typed
+            "model_path": opts.model.name if opts.model else None,  # what it resolved to, and loaded
             "model_args": redact_args_text(opts.model_args_text),
             "model_args_parsed": redact_args(opts.model.args) if opts.model else {},
             "batch_size": opts.batch_size,
