@@ -63,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options = parse_options(config)
     xdist = Xdist(config, sharded=options.model is not None)
     xdist.pin_gpus()  # a worker pins its GPUs before anything initialises CUDA
+    xdist.share_cpu_threads()
     judge = options.judge.spec if options.judge else None
     if any(spec is not None and spec.backend == "hf" for spec in (options.model, judge)):
         check_device(options.device)  # --device against what is present, once a worker is pinned

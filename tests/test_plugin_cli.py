@@ -132,7 +132,15 @@ def test_x_stops_at_the_first_wrong_answer(pytester: pytest.Pytester) -> None:
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=2, failed=1)  # quiz_a-0 and -1 are right, -2 is wrong
-    result.stdout.fnmatch_lines(["*AssertionError: quiz_a-2 answered wrong (acc=0, acc_norm=1)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*quiz_a-2 answered wrong (acc=0, acc_norm=1)",
+            "  prompt: Q: Third Greek letter? ⏎ A:",
+            "  answer: 'be'",
+            "  right:  'gamma!'",
+        ]
+    )
+    assert "pytest_lmeval" not in result.stdout.str()  # no traceback into the plugin's code
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
 
 

@@ -86,3 +86,23 @@ def test_two_workers_on_a_real_model_match_one_process(pytester: pytest.Pytester
             )
     assert sorted(w["computed"] for w in two["engine"]["workers"]) == [9, 12]  # nothing twice
     assert two["engine"]["computed"] == one["engine"]["computed"] == 21
+
+
+def test_workers_on_a_cpu_share_its_cores(monkeypatch) -> None:
+    """`-n N` without GPUs: each worker takes its share of the cores (N workers each taking all of
+    them ran slower than one process), unless the user set OMP_NUM_THREADS."""
+    import os
+    from types import SimpleNamespace
+
+    from pytest_lmeval.features.xdist import Xdist, cpu_threads
+
+    assert [cpu_threads(16, n) for n in (1, 2, 3, 32)] == [16, 8, 5, 1]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    worker = SimpleNamespace(workerinput={"workerid": "gw1", "workercount": 2})
+    Xdist(worker, sharded=True).share_cpu_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    Xdist(SimpleNamespace(workerinput={"workerid": "gw0", "workercount": 4}), sharded=True).share_cpu_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "3"

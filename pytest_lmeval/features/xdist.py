@@ -15,6 +15,7 @@ what the worker cached before it died is kept, so a rerun computes only the rest
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -33,6 +34,11 @@ def shard(count: int, workers: int, index: int) -> range:
 
 def worker_index(workerinput: dict[str, Any]) -> int:
     return int(str(workerinput["workerid"]).removeprefix("gw"))
+
+
+def cpu_threads(cores: int, workers: int) -> int:
+    """Threads for each of `workers` processes sharing `cores` cores."""
+    return max(1, cores // max(1, workers))
 
 
 def gpu_share(gpus: list[str], workers: int, index: int) -> list[str]:
@@ -118,6 +124,19 @@ class Xdist:
     @property
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
+
+    def share_cpu_threads(self) -> None:
+        """On a worker: its share of the CPU's cores (each worker's torch would otherwise take
+        them all, and N workers on N cores run slower than one process). Left alone where the
+        user set OMP_NUM_THREADS, or the worker has GPUs of its own."""
+        workerinput = getattr(self.config, "workerinput", None)
+        if not workerinput or "OMP_NUM_THREADS" in os.environ or workerinput.get(GPUS_KEY):
+            return
+        threads = cpu_threads(os.cpu_count() or 1, int(workerinput.get("workercount") or 1))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        torch = sys.modules.get("torch")  # already imported (a conftest): set it directly
+        if torch is not None:
+            torch.set_num_threads(threads)
 
     def pin_gpus(self) -> None:
         gpus = getattr(self.config, "workerinput", {}).get(GPUS_KEY)

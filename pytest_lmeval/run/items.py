@@ -143,9 +143,29 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
         raise
     _keep(pyfuncitem, ref, lambda: _record(pyfuncitem.config, doc, ref, True if counts else None))
     if run.options.item_outcome == "correct" and doc.correct is False:
-        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in doc.metrics.items())
-        raise AssertionError(f"{doc.id} answered wrong ({shown})")
+        pytest.fail(wrong_answer(doc), pytrace=False)  # what was asked and answered, not our code
     return result
+
+
+def _short(text: str, limit: int = 300) -> str:
+    flat = " ⏎ ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+    return flat if len(flat) <= limit else "..." + flat[-(limit - 3) :]
+
+
+def wrong_answer(doc: Doc) -> str:
+    """`--item-outcome correct`'s failure: the document, its scores, the end of its prompt,
+    the answer the model chose and the right one."""
+    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in doc.metrics.items())
+    work = doc.work
+    right: Any = work.target
+    if work.choices and isinstance(right, int) and 0 <= right < len(work.choices):
+        right = work.choices[right]
+    return (
+        f"{doc.id} answered wrong ({shown})\n"
+        f"  prompt: {_short(doc.prompt)}\n"
+        f"  answer: {_short(repr(doc.answer), 200)}\n"
+        f"  right:  {_short(repr(right), 200)}"
+    )
 
 
 def _record(config: pytest.Config, doc: Doc, ref: DocRef, passed: bool | None) -> dict[str, Any]:
