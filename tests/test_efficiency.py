@@ -188,3 +188,12 @@ def test_transformers_generate_path_tells_time_to_first_token_too(tiny_model, mo
     assert len(texts) == 3 and set(backend.first_token_seconds) == set(reqs)
     assert all(s > 0 for s in backend.first_token_seconds.values())
     assert len(set(backend.first_token_seconds.values())) == 2  # two batches: 2 rows, then 1
+
+
+def test_many_tasks_get_one_terminal_line() -> None:
+    """MMLU's 57 subjects: one efficiency line for them all, not one each."""
+    one = {"requests": 4, "computed_requests": 4, "seconds": 0.5, "seconds_per_request": {"median": 0.1, "p90": 0.2}}
+    figures = {f"t{i}": dict(one) for i in range(efficiency.MAX_TASK_LINES + 1)}
+    (line,) = efficiency.terminal_lines(figures)
+    assert line.endswith("9 tasks: 36 of 36 requests computed in 4.50s; each task's figures in results.json (efficiency)")  # noqa: E501
+    assert len(efficiency.terminal_lines(dict(list(figures.items())[:2]))) == 3  # the heading and a line each

@@ -155,8 +155,23 @@ class Efficiency:
             result.lines += terminal_lines(figures)
 
 
+MAX_TASK_LINES = 8  # more tasks than this (MMLU's 57 subjects): one line for them all
+
+
 def terminal_lines(figures: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per task that computed requests: seconds, per-request latency, token rate."""
+    """One line per task that computed requests: seconds, per-request latency, token rate; for
+    a run of many tasks one line over all of them (every task's figures are in results.json)."""
+    if len(figures) > MAX_TASK_LINES:
+        computed = [e for e in figures.values() if e.get("seconds_per_request")]
+        if not computed:
+            return []
+        done = sum(e["computed_requests"] for e in computed)
+        asked = sum(e["requests"] for e in figures.values())
+        seconds = sum(e["seconds"] for e in computed)
+        return [
+            f"lmeval efficiency ({NOTE}): {len(figures)} tasks: {done} of {asked} requests computed in "
+            f"{seconds:.2f}s; each task's figures in results.json (efficiency)"
+        ]
     lines = []
     for name, e in figures.items():
         per = e.get("seconds_per_request")
