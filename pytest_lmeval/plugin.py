@@ -16,6 +16,10 @@ from .features.efficiency import Efficiency
 from .features.gating import Gating
 from .features.judge_plugin import Judging
 from .features.robustness import Robustness
+from .features.track_hub import HubLogging
+from .features.track_mlflow import MlflowTracking
+from .features.track_wandb import WandbTracking
+from .features.tracker_options import add_tracker_options, tracker_args
 from .features.truncation import Truncation
 from .features.xdist import Xdist
 from .models.registry import check_device
@@ -34,6 +38,7 @@ from .run.uncollected import OrphanItems
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     addoptions(parser)
+    add_tracker_options(parser)
     # lm-eval's spelling of an option whose name pytest or a plugin owns: which name to use,
     # said here, before the parse of the command line that may stop at it
     config = pluginmanager.get_plugin("pytestconfig")
@@ -78,6 +83,10 @@ def pytest_configure(config: pytest.Config) -> None:
         ),
         Judging.stash_key: Judging(options.judge, run),
     }
+    for tracker, plugin in (("mlflow", MlflowTracking), ("wandb", WandbTracking), ("hub", HubLogging)):
+        args = tracker_args(config, tracker)  # given but not installed: one line naming the extra
+        if args is not None:
+            features[plugin.stash_key] = plugin(args)
     for key, feature in features.items():
         config.stash[key] = feature  # type: ignore[index]
         config.pluginmanager.register(feature, f"lmeval-{type(feature).__name__.lower()}")

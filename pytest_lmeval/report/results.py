@@ -45,7 +45,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _task_config(task: Task) -> dict[str, Any]:
+def task_config(task: Task) -> dict[str, Any]:
     """The task's config as it ran: its n-shot, and its generation arguments with --gen-kwargs
     merged in (lm-eval shows them so)."""
     return {**task.config.to_record(), "num_fewshot": task.num_fewshot, **task.output.run_config(task)}
@@ -86,7 +86,7 @@ def build_results(
             **{g: results.group_subtasks[g] for g in reversed(groups)},
             **{t: [] for t in names},
         },
-        "configs": {n: _task_config(tasks[n]) for n in names},
+        "configs": {n: task_config(tasks[n]) for n in names},
         "versions": {
             **{n: tasks[n].config.version for n in names},
             **{g: registry.groups[g].version for g in groups},

@@ -113,7 +113,7 @@ def _answered_doc(item: pytest.Function, ref: DocRef) -> Doc:
             extra, _ = run_requests(backend, missing, progress_bar(item.config), cache=run.open_cache())
         answers.update(extra)
     check_answers(work.requests, answers)  # a document the backend gave up on, or with NaN answers
-    return Doc(run.tasks[ref.task], work, answers, run.wants_samples)
+    return Doc(run.tasks[ref.task], work, answers, run.wants_samples, run.options.predict_only)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -129,6 +129,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
     run = Run.of(pyfuncitem.config)
     doc = _answered_doc(pyfuncitem, ref)
     pyfuncitem.funcargs[argname] = doc
+    if doc.predict_only:  # the body (scoring, assertions on scores) is skipped: see pytest_pyfunc_call_predict_only
+        result = yield
+        _keep(pyfuncitem, ref, lambda: _record(pyfuncitem.config, doc, ref, None))
+        return result
     counts = bool(mark.kwargs.get("pass_rate"))
     try:
         result = yield
@@ -145,6 +149,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator:
     if run.options.item_outcome == "correct" and doc.correct is False:
         pytest.fail(wrong_answer(doc), pytrace=False)  # what was asked and answered, not our code
     return result
+
+
+@pytest.hookimpl(specname="pytest_pyfunc_call", tryfirst=True)
+def pytest_pyfunc_call_predict_only(pyfuncitem: pytest.Function) -> bool | None:
+    """--predict-only: a document's item passes once it is answered; its benchmark body, which
+    scores it and may assert on the scores, does not run (True: the call is done)."""
+    doc = next((v for v in pyfuncitem.funcargs.values() if isinstance(v, Doc)), None)
+    return True if doc is not None and doc.predict_only else None
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -47,6 +47,21 @@ _OPTIONS = [
     (("--judge-model-args",), "judge_model_args", "comma-separated k=v for the judge's backend (base_url=...)"),
     (("--judge-concurrency",), "judge_concurrency", "judge requests sent at once (default 4)"),
     (("--judge-strategy",), "judge_strategy", "rule, llm, llm_recall or auto (default: auto, the benchmark decides)"),
+    (
+        ("--samples",),
+        "samples",
+        'exactly these documents of each task, as lm-eval: JSON {"task": [doc ids]} or a JSON file (not with --limit)',
+    ),
+]
+# lm-eval's switches (ours, then lm-eval's spelling; ini/dest name; help)
+_SWITCHES = [
+    (
+        ("--predict-only", "--predict_only"),
+        "predict_only",
+        "answer every document and log the samples, score nothing (implies --log-samples)",
+    ),
+    (("--write-out", "--write_out"), "write_out", "print each task's first document's prompt and target, then run"),
+    (("--show-config", "--show_config"), "show_config", "print each task's resolved configuration, then run"),
 ]
 # Plain run options a run file may set (the command line wins over it, it wins over the ini file).
 RUN_FILE_OPTIONS = (
@@ -69,6 +84,9 @@ def addoptions(parser: pytest.Parser) -> None:
         help="write samples/<task>.jsonl with every document's prompt, answers and scores",
     )
     parser.addini("lmeval_log_samples", "write per-document samples", type="bool", default=False)
+    for flags, dest, help_text in _SWITCHES:
+        group.addoption(*flags, dest=f"lmeval_{dest}", action="store_true", default=None, help=help_text)
+        parser.addini(f"lmeval_{dest}", help_text, type="bool", default=False)
     group.addoption(
         "--item-outcome",
         dest="lmeval_item_outcome",

@@ -232,3 +232,28 @@ def collision_hints(args: list[str]) -> list[str]:
         if lmeval_like and COLLISIONS[flag] not in out:
             out.append(COLLISIONS[flag])
     return out
+
+
+def parse_samples(text: str, path: Any = None) -> dict[str, tuple[int, ...]]:
+    """lm-eval's --samples: a JSON object {task: [doc ids]}, given inline or as the JSON file
+    at `path` (the text then names that file)."""
+    where = f"--samples {text!r}"
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LmevalError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LmevalError(f"{where}: not JSON ({exc.msg}, line {exc.lineno}), nor a JSON file") from None
+    if not isinstance(data, dict) or not data:
+        raise LmevalError(f'{where}: expected a JSON object of tasks and document ids, {{"task": [0, 5]}}')
+    out: dict[str, tuple[int, ...]] = {}
+    for task, ids in data.items():
+        if not isinstance(ids, list) or not ids or any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+            raise LmevalError(f"{where}: {task!r} needs a list of document ids (whole numbers), got {ids!r}")
+        if any(i < 0 for i in ids):
+            raise LmevalError(f"{where}: {task!r} has a negative document id")
+        out[str(task)] = tuple(sorted(set(ids)))
+    return out

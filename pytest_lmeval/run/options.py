@@ -31,6 +31,7 @@ from .option_values import (
     parse_gen_kwargs,
     parse_int,
     parse_limit,
+    parse_samples,
     parse_seed,
 )
 from .task_settings import RunSettings, load_run_file, parse_task_args
@@ -66,6 +67,10 @@ class RunOptions:
     task_settings: RunSettings = field(default_factory=RunSettings)  # --task-args and --run-file
     judge: JudgeOptions | None = None  # --judge-model and its companions
     notes: tuple[str, ...] = ()  # lines for the header: options accepted but without effect here
+    samples: dict[str, tuple[int, ...]] | None = None  # --samples: exactly these documents of each task
+    predict_only: bool = False  # answer and log samples, score nothing
+    write_out: bool = False  # print each task's first prompt at collection end
+    show_config: bool = False  # print each task's resolved configuration at collection end
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
@@ -233,6 +238,15 @@ def parse_options(config: pytest.Config) -> RunOptions:
     ignore_errors = config.getoption("lmeval_ignore_errors")
     if ignore_errors is None:
         ignore_errors = config.getini("lmeval_ignore_errors")
+    samples = _samples(config, _raw, limit)
+    predict_only = _switch(config, "predict_only")
+    if predict_only:
+        log_samples = True  # lm-eval's: predictions are what the run writes
+        scored = [n for n, on in (("--threshold", thresholds), ("--gates", gates_file), ("--baseline", baseline)) if on]
+        if outcome == "correct":
+            scored.append("--item-outcome correct")
+        if scored:
+            raise LmevalError(f"--predict-only scores nothing, and {', '.join(scored)} needs scores: drop one")
     return RunOptions(
         model=model,
         device=device,
@@ -262,7 +276,32 @@ def parse_options(config: pytest.Config) -> RunOptions:
         task_settings=task_settings,
         judge=_judge_options(_raw, config),
         notes=notes,
+        samples=samples,
+        predict_only=predict_only,
+        write_out=_switch(config, "write_out"),
+        show_config=_switch(config, "show_config"),
     )
+
+
+def _switch(config: pytest.Config, name: str) -> bool:
+    value = config.getoption(f"lmeval_{name}")
+    return bool(config.getini(f"lmeval_{name}") if value is None else value)
+
+
+def _samples(config: pytest.Config, raw: Any, limit: Any) -> dict[str, tuple[int, ...]] | None:
+    """--samples as lm-eval reads it: inline JSON, or a JSON file; never with --limit."""
+    text, from_ini = raw(config, "samples")
+    if text is None:
+        return None
+    text = str(text).strip()
+    if limit is not None:
+        raise LmevalError("--samples and --limit cannot be used together (lm-eval refuses both): drop one")
+    if text.startswith("{"):
+        return parse_samples(text)
+    path = _ini_path(config, text, from_ini)
+    if not path.is_file():
+        raise LmevalError(f"--samples {text!r}: neither a JSON object nor a file ({path})")
+    return parse_samples(text, path)
 
 
 def _judge_options(raw: Any, config: pytest.Config) -> JudgeOptions | None:

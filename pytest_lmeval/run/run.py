@@ -224,6 +224,10 @@ class Run:
                 prompts=self._prompt_record(),
             )
             self.config.hook.pytest_lmeval_conclude(result=self.result)
+            if self.options.predict_only:
+                self.result.lines.append(
+                    f"lmeval: --predict-only: {len(self.records)} documents answered and logged (samples/), none scored"
+                )
         result = self.result
         result.not_scored = entries(self.failures, self.unscored.docs, self.records)
         result.config = self._config_record()
@@ -259,6 +263,8 @@ class Run:
             "batch_size": opts.batch_size,
             "device": opts.device,
             "limit": opts.limit,
+            "samples": {k: list(v) for k, v in opts.samples.items()} if opts.samples else None,
+            "predict_only": opts.predict_only,
             "num_fewshot": opts.num_fewshot,
             "fewshot_seed": opts.seed,
             "tasks": opts.tasks,

@@ -197,6 +197,25 @@ class Selection:
             raise self._collection_error
         return [name for name in self.tasks if name not in self.parametrized]
 
+    def doc_ids(self, name: str) -> range | list[int]:
+        """The documents of a task the run evaluates: all it kept (after --limit), or those
+        --samples lists for it (a task it does not name keeps all, as in lm-eval)."""
+        count = len(self.tasks[name].docs)
+        wanted = (self.options.samples or {}).get(name)
+        return range(count) if wanted is None else [i for i in wanted if i < count]
+
+    def check_samples(self) -> None:
+        """--samples names only tasks the run evaluates, and documents they have."""
+        for name, ids in (self.options.samples or {}).items():
+            if name not in self.tasks:
+                known = ", ".join(sorted(self.tasks)[:10]) or "none"
+                raise LmevalError(f"--samples names {name!r}, which this run does not evaluate (its tasks: {known})")
+            count = len(self.tasks[name].docs)
+            if ids[-1] >= count:
+                raise LmevalError(
+                    f"--samples {name}: document {ids[-1]} is out of range (the task has {count}: ids 0 to {count - 1})"
+                )
+
     def owns_test_file(self, path: Path) -> bool | None:
         """For a test file inside a benchmark folder: whether it runs any selected task. None
         for files outside the benchmark folders (not ours to judge)."""

@@ -84,7 +84,11 @@ def _compute(task: Task, work: DocRequests, doc: dict[str, Any], results: list[A
     return out
 
 
-def score(task: Task, work: DocRequests, answers: dict[Request, Response], log_sample: bool) -> ScoredDoc:
+def score(
+    task: Task, work: DocRequests, answers: dict[Request, Response], log_sample: bool, predict_only: bool = False
+) -> ScoredDoc:
+    """The document's metrics per filter, and its samples when logged; with `predict_only`
+    (lm-eval's --predict_only) the filtered answers alone, no metric computed."""
     responses = [answers[r] for r in work.requests]
     doc = task.docs[work.doc_id]
     instances = task.output.instances(responses)
@@ -92,7 +96,7 @@ def score(task: Task, work: DocRequests, answers: dict[Request, Response], log_s
     samples: list[dict[str, Any]] = []
     for pipeline in task.config.filters:
         filtered = pipeline.apply([list(i) for i in instances], [doc] * len(instances))
-        per_filter = _compute(task, work, doc, filtered)
+        per_filter = {} if predict_only else _compute(task, work, doc, filtered)
         values.update({metric_key(m, pipeline.name): v for m, v in per_filter.items()})
         if log_sample:
             samples.append(sample_record(task, work, instances, filtered, pipeline.name, per_filter))

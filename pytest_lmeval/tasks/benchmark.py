@@ -66,8 +66,16 @@ class Doc(Mapping[str, Any]):
     """One document of a task, answered by the model. Indexing reads the document's fields
     (`doc["question"]`); `answer` is the model's answer, `score()` its metrics."""
 
-    def __init__(self, task: Task, work: DocRequests, answers: Mapping[Any, Response], log_sample: bool) -> None:
+    def __init__(
+        self,
+        task: Task,
+        work: DocRequests,
+        answers: Mapping[Any, Response],
+        log_sample: bool,
+        predict_only: bool = False,
+    ) -> None:
         self.task = task
+        self.predict_only = predict_only  # answered, filtered and logged; no metric computed
         self.work = work
         self._answers = answers
         self._log_sample = log_sample
@@ -122,7 +130,7 @@ class Doc(Mapping[str, Any]):
             raise self.scoring_error
         if self._scored is None:
             try:
-                self._scored = score(self.task, self.work, self._answers, self._log_sample)
+                self._scored = score(self.task, self.work, self._answers, self._log_sample, self.predict_only)
             except (Exception, pytest.fail.Exception) as exc:
                 self.scoring_error = exc  # the body may catch it; the item still is not scored
                 raise
@@ -146,6 +154,8 @@ class Doc(Mapping[str, Any]):
         self.score()
         assert self._scored is not None
         record = dict(self._scored.record)
-        if passed is not None:
+        if self.predict_only:
+            record["predict_only"] = True
+        elif passed is not None:
             record["metrics"] = {**record["metrics"], PASS_RATE: 1.0 if passed else 0.0}
         return record
