@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..models.spec import redact_urls
-from .tracker_options import say
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from ..run.result import RunResult
@@ -29,29 +28,23 @@ def _flag(value: Any, default: bool) -> bool:
     return default if value is None else str(value).lower() in ("1", "true", "yes")
 
 
-class HubLogging:
+class HubLogging(Tracker):
     """Pushes results.json (and the samples) with `huggingface_hub.HfApi`."""
 
     stash_key = pytest.StashKey["HubLogging"]()
+    name = "hub"
+    failed = "not pushed"
 
     def __init__(self, args: dict[str, Any]) -> None:
-        self.args = args
-        self.result: RunResult | None = None
+        super().__init__(args)
         self.pushed: list[str] = []  # repo_id/path_in_repo of each file pushed
 
-    def pytest_lmeval_conclude(self, result: RunResult) -> None:
-        self.result = result
+    def ready(self, result: RunResult) -> bool:
+        return bool(result.output_files)  # it pushes the written files
 
-    @pytest.hookimpl(trylast=True)  # after the reports are written (run/ending.py)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.result is None or not self.result.output_files:
-            return
-        try:
-            self.push(self.result)
-        except Exception as exc:  # the hub unreachable is a line, never the run's failure
-            say(session.config, f"lmeval hub: not pushed: {redact_urls(str(exc).splitlines()[0])[:600]}")
-            return
-        say(session.config, f"lmeval hub: pushed {len(self.pushed)} files ({', '.join(self.pushed)})")
+    def log(self, result: RunResult) -> str:
+        self.push(result)
+        return f"pushed {len(self.pushed)} files ({', '.join(self.pushed)})"
 
     def push(self, result: RunResult) -> None:
         import huggingface_hub

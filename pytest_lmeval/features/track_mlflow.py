@@ -4,12 +4,13 @@ params, every task's and group's metrics, results.json and report.html as artifa
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..models.spec import redact_args, redact_urls
-from .tracker_options import flat_params, run_metrics, say
+from .tracker_options import flat_params, run_metrics
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from ..run.result import RunResult
@@ -17,30 +18,11 @@ if TYPE_CHECKING:
 ARTIFACTS = ("results.json", "report.html")
 
 
-class MlflowTracking:
+class MlflowTracking(Tracker):
     """Logs the concluded run through MlflowClient (no global MLflow state is touched)."""
 
     stash_key = pytest.StashKey["MlflowTracking"]()
-
-    def __init__(self, args: dict[str, Any]) -> None:
-        self.args = args
-        self.result: RunResult | None = None
-        self.run_id: str | None = None
-
-    def pytest_lmeval_conclude(self, result: RunResult) -> None:
-        self.result = result
-
-    @pytest.hookimpl(trylast=True)  # after the reports are written (run/ending.py)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.result is None or not self.result.results.entries:
-            return
-        try:
-            self.run_id = self.log(self.result)
-        except Exception as exc:  # a tracker down is a line, never the run's failure
-            say(session.config, f"lmeval mlflow: not logged: {redact_urls(str(exc).splitlines()[0])[:600]}")
-            return
-        uri = redact_urls(str(self.args.get("tracking_uri", "")))
-        say(session.config, f"lmeval mlflow: logged run {self.run_id} to {uri or 'the default tracking URI'}")
+    name = "mlflow"
 
     def log(self, result: RunResult) -> str:
         from mlflow.entities import Metric, Param
@@ -68,4 +50,5 @@ class MlflowTracking:
             if path.name in ARTIFACTS:
                 client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FINISHED" if not result.partial else "FAILED")
-        return run_id
+        uri = redact_urls(str(self.args.get("tracking_uri", "")))
+        return f"logged run {run_id} to {uri or 'the default tracking URI'}"

@@ -5,12 +5,13 @@ results.json and report.html saved with the run. `mode=offline` writes the run u
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..models.spec import redact_args, redact_urls
-from .tracker_options import run_metrics, sample_rows, say
+from ..models.spec import redact_args
+from .tracker_options import run_metrics, sample_rows
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from ..run.result import RunResult
@@ -18,29 +19,11 @@ if TYPE_CHECKING:
 ARTIFACTS = ("results.json", "report.html")
 
 
-class WandbTracking:
+class WandbTracking(Tracker):
     """Logs the concluded run through `wandb.init(...)`, finished before the session ends."""
 
     stash_key = pytest.StashKey["WandbTracking"]()
-
-    def __init__(self, args: dict[str, Any]) -> None:
-        self.args = args
-        self.result: RunResult | None = None
-        self.run_dir: str | None = None
-
-    def pytest_lmeval_conclude(self, result: RunResult) -> None:
-        self.result = result
-
-    @pytest.hookimpl(trylast=True)  # after the reports are written (run/ending.py)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.result is None or not self.result.results.entries:
-            return
-        try:
-            self.run_dir = self.log(self.result)
-        except Exception as exc:  # a tracker down is a line, never the run's failure
-            say(session.config, f"lmeval wandb: not logged: {redact_urls(str(exc).splitlines()[0])[:600]}")
-            return
-        say(session.config, f"lmeval wandb: logged run in {self.run_dir}")
+    name = "wandb"
 
     def log(self, result: RunResult) -> str:
         import wandb
@@ -64,6 +47,6 @@ class WandbTracking:
             for path in result.output_files:
                 if path.name in ARTIFACTS:
                     run.save(str(path), base_path=str(path.parent), policy="now")
-            return str(run.dir)
+            return f"logged run in {run.dir}"
         finally:
             run.finish(exit_code=1 if result.partial else 0)

@@ -230,11 +230,12 @@ class Run:
                 )
         result = self.result
         result.not_scored = entries(self.failures, self.unscored.docs, self.records)
-        result.config = self._config_record()
+        cache = self.cache_record()  # a fingerprint is hashed files: asked once
+        result.config = self._config_record(cache)
         result.model_info = self.model_info
         result.engine = self.engine_stats
         result.stopped = self.stopped
-        result.cache_note = self.cache_record().get("note")
+        result.cache_note = cache.get("note")
         ended = datetime.now(timezone.utc)
         result.timings = {
             "start_time": self.started.isoformat(),
@@ -252,7 +253,7 @@ class Run:
         # project can be the data mirror's folder)
         return self.options.output_dir(self.config.invocation_params.dir, self.started)
 
-    def _config_record(self) -> dict[str, Any]:
+    def _config_record(self, cache: dict[str, Any]) -> dict[str, Any]:
         opts = self.options
         return {
             "model": opts.model.backend if opts.model else None,
@@ -272,7 +273,7 @@ class Run:
             "log_samples": opts.log_samples,
             "item_outcome": opts.item_outcome,
             "gen_kwargs": opts.gen_kwargs,
-            "model_fingerprint": self.cache_record().get("fingerprint"),
+            "model_fingerprint": cache.get("fingerprint"),
         }
 
     def _prompt_record(self) -> dict[str, Any]:
