@@ -55,7 +55,8 @@ def test_seed_and_batch_size_values() -> None:
 
 def test_collision_hints_name_ours() -> None:
     assert collision_hints(["--metadata", '{"max_seq_lengths": [4096]}']) == [
-        "lm-eval's --metadata is pytest-metadata's here (--metadata KEY VALUE); pass task settings with --task-args"
+        "lm-eval's --metadata is pytest-metadata's here (--metadata KEY VALUE); pass what tasks read from their "
+        "metadata with --task-metadata JSON"
     ]
     assert collision_hints(["--metadata", "key", "value", "--verbosity=2"]) == []  # pytest's own meanings
     assert len(collision_hints(["--verbosity", "DEBUG"])) == 1
@@ -66,3 +67,45 @@ def test_lmeval_metadata_prints_one_line(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(*COMMON, "--metadata", '{"a": 1}')
     lines = [line for line in result.errlines if line.startswith("lmeval: lm-eval's --metadata")]
     assert len(lines) == 1, result.errlines
+
+
+LOADER = """
+import json, pathlib
+
+def load(**kwargs):
+    import datasets
+    pathlib.Path("calls.jsonl").open("a").write(json.dumps(kwargs, sort_keys=True) + "\\n")
+    rows = [{"q": f"{i} plus 2 is", "a": str(i + 2)} for i in range(1, 10)]
+    return {"test": datasets.Dataset.from_list(rows[: kwargs["n"]])}
+"""
+
+
+def test_task_metadata_reaches_custom_dataset_loaders_as_lm_evals_metadata(pytester: pytest.Pytester) -> None:
+    """lm-eval merges --model_args, then --metadata, into every task's metadata; RULER's loaders
+    read the tokenizer and lengths there. --task-metadata is that option (JSON or k=v)."""
+    write_quiz(pytester.path)
+    evals = pytester.path / "evals"
+    evals.mkdir(exist_ok=True)
+    (evals / "loader.py").write_text(LOADER)
+    (evals / "sums.yaml").write_text(
+        "task: sums\ncustom_dataset: !function loader.load\ntest_split: test\noutput_type: generate_until\n"
+        'doc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\nmetadata: {version: 1.0, n: 1}\n'
+    )
+    base = ("-p", "no:cacheprovider", "--model", "dummy:x", "--model-args", "delay=0", "--tasks", "sums")
+    result = pytester.runpytest(*base, "--task-metadata", '{"n": 3, "tokenizer": "gpt2"}', "--output-path", "a")
+    result.assert_outcomes(passed=3)
+    call = read_json_lines(pytester.path / "calls.jsonl")[-1]
+    assert call == {"version": 1.0, "n": 3, "tokenizer": "gpt2", "delay": 0, "config_source": str(evals / "sums.yaml")}
+    assert read_json(pytester.path / "a" / "results.json")["config"]["task_metadata"] == {"n": 3, "tokenizer": "gpt2"}
+    result = pytester.runpytest(*base, "--task-metadata", "n=2")  # lm-eval's k=v spelling
+    result.assert_outcomes(passed=2)
+    result = pytester.runpytest(*base)  # the task's own metadata
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest(*base, "--task-metadata", "n")
+    assert result.ret == 4 and "--task-metadata: 'n' is not key=value" in result.stderr.str()
+
+
+def read_json_lines(path):
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]

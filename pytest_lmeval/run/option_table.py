@@ -134,6 +134,12 @@ def addoptions(parser: pytest.Parser) -> None:
     )  # fmt: skip
     parser.addini("lmeval_task_args", "per-task settings, one TASK:key=value;... or JSON per line", type="linelist",
                   default=[])  # fmt: skip
+    group.addoption(
+        "--task-metadata", dest="lmeval_task_metadata", default=None, metavar="JSON",
+        help="lm-eval's --metadata: merged into every task's metadata after the model's arguments "
+        "(RULER's tokenizer and max_seq_lengths, e.g. '{\"max_seq_lengths\": [4096]}')",
+    )  # fmt: skip
+    parser.addini("lmeval_task_metadata", "JSON merged into every task's metadata", default=None)
     parser.addini("lmeval_evals_dir", "folder(s) holding benchmark task YAML", default="evals")
     group.addoption(
         "--trust-remote-code", "--trust_remote_code", dest="lmeval_trust_remote_code", action="store_true",

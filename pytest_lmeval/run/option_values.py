@@ -39,19 +39,24 @@ def parse_gen_kwargs(text: str | None, where: str = "--gen-kwargs") -> dict[str,
     typed as lm-eval types them, the known keys checked (check_gen_kwargs)."""
     if not text or not text.strip():
         return None
+    return check_gen_kwargs(parse_json_object(where, text, "temperature=0.8,do_sample=true"), where)
+
+
+def parse_json_object(where: str, text: str, example: str = "max_seq_lengths=[4096]") -> dict[str, Any]:
+    """An option's object: JSON (`{"k": 1}`), or lm-eval's k=v pairs split at top-level commas."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         data = None
     if isinstance(data, dict):
-        return check_gen_kwargs(data, where)
+        return data
     out: dict[str, Any] = {}
     for item in split_top_level(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise LmevalError(f"{where}: {item!r} is not key=value (e.g. temperature=0.8,do_sample=true)")
+            raise LmevalError(f"{where}: {item!r} is not key=value (e.g. {example}), nor a JSON object")
         out[key.strip()] = cli_value(value.strip())
-    return check_gen_kwargs(out, where)
+    return out
 
 
 def _count(value: Any) -> int:
@@ -215,8 +220,8 @@ def parse_seed(value: Any) -> int:
 # lm-eval's options whose names pytest or a plugin of pytest owns: (flag, what to pass here)
 COLLISIONS = {
     "--verbosity": "lm-eval's --verbosity is pytest's here (a number); for the log level use --log-level LEVEL",
-    "--metadata": "lm-eval's --metadata is pytest-metadata's here (--metadata KEY VALUE); pass task settings "
-    "with --task-args",
+    "--metadata": "lm-eval's --metadata is pytest-metadata's here (--metadata KEY VALUE); pass what tasks read "
+    "from their metadata with --task-metadata JSON",
 }
 
 

@@ -30,6 +30,7 @@ from .option_values import (
     parse_float,
     parse_gen_kwargs,
     parse_int,
+    parse_json_object,
     parse_limit,
     parse_samples,
     parse_seed,
@@ -71,6 +72,18 @@ class RunOptions:
     predict_only: bool = False  # answer and log samples, score nothing
     write_out: bool = False  # print each task's first prompt at collection end
     show_config: bool = False  # print each task's resolved configuration at collection end
+    task_metadata: dict[str, Any] = field(default_factory=dict)  # --task-metadata: merged into every task's
+
+    def run_metadata(self) -> dict[str, Any]:
+        """What lm-eval merges into every task's metadata: the model's arguments (with the
+        model as `pretrained` for local backends, as lm-eval's --model_args name it), then
+        --task-metadata."""
+        out: dict[str, Any] = {}
+        if self.model is not None:
+            if self.model.backend in ("hf", "vllm", "gguf"):
+                out["pretrained"] = self.model.name
+            out.update(self.model.args)
+        return {**out, **self.task_metadata}
 
     def output_dir(self, rootdir: Path, started: datetime) -> Path:
         if self.output_path:
@@ -239,6 +252,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
     if ignore_errors is None:
         ignore_errors = config.getini("lmeval_ignore_errors")
     samples = _samples(config, _raw, limit)
+    metadata_text, _ = _raw(config, "task_metadata")
+    task_metadata = parse_json_object("--task-metadata", metadata_text) if metadata_text else {}
     predict_only = _switch(config, "predict_only")
     if predict_only:
         log_samples = True  # lm-eval's: predictions are what the run writes
@@ -261,6 +276,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         log_samples=log_samples,
         item_outcome=outcome,
         model_args_text=model_args_text,
+        task_metadata=task_metadata,
         cache_dir=cache_dir,
         thresholds=thresholds,
         gates_file=gates_file,

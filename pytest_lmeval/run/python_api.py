@@ -37,7 +37,7 @@ from .run import Run
 
 # evaluate's own keywords (the rest are the command line's options)
 OWN = ("model", "tasks", "tokenizer", "write_reports", "quiet", "pytest_args")
-_JSON = ("gen_kwargs", "task_args", "samples")  # options that read a JSON object
+_JSON = ("gen_kwargs", "task_args", "samples", "task_metadata")  # options that read a JSON object
 _JOIN = {"include_path": os.pathsep}  # how a list is joined, where not by commas
 
 

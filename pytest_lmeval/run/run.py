@@ -32,6 +32,7 @@ from ..models.spec import redact_args, redact_args_text
 from ..scoring.aggregate import aggregate
 from ..scoring.document import sha256
 from ..tasks.lmeval.yaml_loader import run_random
+from ..tasks.run_metadata import task_metadata
 from .doc_ref import lmeval_ref
 from .options import RunOptions
 from .result import RunResult
@@ -67,6 +68,8 @@ class Run:
         self._resources.enter_context(pinned_revisions())
         # process_docs helpers see the global generator as one lm-eval run advances it
         self._resources.enter_context(run_random())
+        # what lm-eval merges into every task's metadata: the model's arguments, --task-metadata
+        self._resources.enter_context(task_metadata(options.run_metadata()))
 
     def close(self) -> None:
         """Release what the run holds: its cache connection, its pinned hub revisions, its
@@ -273,6 +276,7 @@ class Run:
             "log_samples": opts.log_samples,
             "item_outcome": opts.item_outcome,
             "gen_kwargs": opts.gen_kwargs,
+            "task_metadata": redact_args(opts.task_metadata) or None,
             "model_fingerprint": cache.get("fingerprint"),
         }
 

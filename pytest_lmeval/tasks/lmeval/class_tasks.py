@@ -33,6 +33,7 @@ from ..outputs import OUTPUT_TYPES
 from ..outputs.base import OutputType
 from ..outputs.generation import is_sampling
 from ..prompts import PLAIN, PromptStyle
+from ..run_metadata import with_run_metadata
 from ..sources import Hub
 from ..task import Task
 from .yaml_config import ClassRef, custom_dataset, first_line, load_class, without_remote_code
@@ -184,7 +185,7 @@ class ClassTask(Task):
             )
         run_cls = cls if own_download else type(cls.__name__, (cls,), {"download": self._download(),
                                                                        "__module__": cls.__module__})  # fmt: skip
-        metadata = {**dict(ref.config.get("metadata") or {}), "config_source": str(config.source)}
+        metadata = {**with_run_metadata(ref.config.get("metadata") or {}), "config_source": str(config.source)}
         ctor_config = {**ref.config, "task": self.name, "class": cls, "metadata": metadata}
         takes_config = "config" in inspect.signature(cls.__init__).parameters
         try:

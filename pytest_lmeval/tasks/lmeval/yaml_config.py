@@ -26,6 +26,7 @@ from ...scoring import lmeval_metrics
 from ...scoring.filters import DEFAULT_PIPELINE
 from ..config import TaskConfig
 from ..config_parsing import task_config_from_dict
+from ..run_metadata import with_run_metadata
 
 # Keys of a class task's YAML that are the registry's, not the class's.
 _STRUCTURAL_KEYS = ("task", "class", "tag", "group", "task_list")
@@ -141,13 +142,29 @@ class CustomDataset:
     """The documents a `custom_dataset` loader returns (a mapping of split to rows), loaded once."""
 
     loader: Callable[..., Any]
+    metadata: Mapping[str, Any]
     kwargs: Mapping[str, Any]
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def _arguments(self, task: str) -> dict[str, Any]:
+        """lm-eval's call: `loader(**metadata, **dataset_kwargs)`, the run's metadata merged in."""
+        metadata = with_run_metadata(self.metadata)
+        both = set(metadata) & set(self.kwargs)
+        if both:
+            raise LmevalError(
+                f"task {task!r}: custom_dataset gets {sorted(both)} from both metadata and dataset_kwargs"
+            )
+        return {**metadata, **self.kwargs}
+
     def _splits(self, task: str) -> Mapping[str, Any]:
+        arguments = self._arguments(task)
+        key = repr(sorted(arguments.items(), key=lambda kv: kv[0]))  # another run's metadata loads afresh
+        if self._loaded.get("key") != key:
+            self._loaded.clear()
+            self._loaded["key"] = key
         if "splits" not in self._loaded:
             try:
-                out = self.loader(**self.kwargs)
+                out = self.loader(**arguments)
             except LmevalError:
                 raise
             except Exception as exc:  # offline, a missing package, a bad argument
@@ -191,8 +208,4 @@ def custom_dataset(loader: Any, metadata: Mapping[str, Any], dataset_kwargs: Any
     """lm-eval's call: `custom_dataset(**metadata, **dataset_kwargs)`."""
     if not callable(loader):
         raise LmevalError(f"{where}: custom_dataset must be a !function loader, got {loader!r}")
-    kwargs = without_remote_code(dict(dataset_kwargs or {}))
-    both = set(metadata) & set(kwargs)
-    if both:
-        raise LmevalError(f"{where}: custom_dataset gets {sorted(both)} from both metadata and dataset_kwargs")
-    return CustomDataset(loader, {**metadata, **kwargs})
+    return CustomDataset(loader, dict(metadata), without_remote_code(dict(dataset_kwargs or {})))
