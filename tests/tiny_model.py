@@ -16,7 +16,8 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(folder: Path, *, seed: int = 0, vocab_size: int = 400) -> Path:
+def build_tiny_model(folder: Path, *, seed: int = 0, vocab_size: int = 400, head_dim: int = 8) -> Path:
+    """`head_dim=32` for vLLM's CPU build, whose attention takes no head narrower than 32."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -34,11 +35,11 @@ def build_tiny_model(folder: Path, *, seed: int = 0, vocab_size: int = 400) -> P
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=32,
+        hidden_size=4 * head_dim if head_dim == 8 else 2 * head_dim,
         intermediate_size=64,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=4 if head_dim == 8 else 2,
+        num_key_value_heads=2 if head_dim == 8 else 1,
         max_position_embeddings=512,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,

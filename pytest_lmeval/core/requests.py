@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+KINDS = ("loglikelihood", "loglikelihood_rolling", "generate_until", "classify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,11 @@ class Request:
         frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in gen_kwargs.items()))
         return cls("generate_until", (context, frozen))
 
+    @classmethod
+    def classify(cls, text: str) -> Request:
+        """A text for a classifier (features/toxicity.py), not for the model evaluated."""
+        return cls("classify", (text,))
+
     @property
     def gen_kwargs(self) -> dict[str, Any]:
         assert self.kind == "generate_until"
@@ -43,7 +48,8 @@ class Request:
 
 
 # What a backend returns for each kind: loglikelihood -> (logprob, is_greedy);
-# loglikelihood_rolling -> logprob (float); generate_until -> generated text (str).
+# loglikelihood_rolling -> logprob (float); generate_until -> generated text (str);
+# classify -> {label: probability} (a classifier backend's, models/hf/classifier.py).
 Response = Any
 
 

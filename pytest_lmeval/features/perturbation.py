@@ -31,6 +31,7 @@ from ..tasks.benchmark import PERTURB_MARK
 from ..tasks.templates import TemplateError, doc_to_choice, doc_to_target, doc_to_text
 from .perturbation_edits import (
     ALIASES,
+    FAIRNESS,
     PERTURBATIONS,
     perturbed_doc,
 )
@@ -178,6 +179,7 @@ def perturb_work(task: Any, work: DocRequests, name: str, seed: int) -> DocReque
 
 # -- per-task robustness ----------------------------------------------------------------------
 ROBUST = "robust"  # METRIC@robust: HELM's worst case over the perturbations
+FAIR = "fairness"  # METRIC@fairness: the worst case over the fairness perturbations only (gender, dialect, names)
 CORRECTNESS = ("acc", "exact_match", "acc_norm")  # the metric whose flips are listed
 
 
@@ -204,12 +206,27 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _worst(
+    key: str, metric: str, among: list[str], both: list[int], base: dict, by_name: dict, hib: dict
+) -> list | None:
+    """Document by document, the worst of the original and its perturbations `among` (None
+    when some document's value is not a number)."""
+    worst = []
+    for d in both:
+        seen = [base[d].get(key)] + [by_name[n][d].get(key) for n in among if d in by_name[n]]
+        seen = [v for v in seen if v is not None]
+        if seen and all(_scalar(v) for v in seen):
+            worst.append(min(seen) if hib.get(metric, True) else max(seen))
+    return worst if worst and len(worst) == len(both) else None
+
+
 def robustness(
     task: Any, originals: list[dict[str, Any]], perturbed: list[dict[str, Any]], aggregate: Callable
 ) -> Robustness | None:
     """Per perturbation, each metric over the perturbed documents (aggregated as the task
     aggregates it); per metric the worst case, document by document, over the original and
-    its perturbations (HELM's robustness: min for higher-is-better metrics, max otherwise);
+    its perturbations (HELM's robustness: min for higher-is-better metrics, max otherwise), and
+    over the fairness perturbations alone where any ran (HELM's fairness, METRIC@fairness);
     and the documents whose 0/1 correctness flipped under each perturbation."""
     base = {r["doc_id"]: r["metrics"] for r in originals}
     names = [n for n in PERTURBATIONS if any(r["perturbation"] == n for r in perturbed)]
@@ -228,14 +245,10 @@ def robustness(
             got = [m[key] for m in by_name[name].values() if key in m]
             if got:
                 values[f"{metric}@{name},{filter_name}"] = aggregate(metric, got, task.config.aggregation(metric))
-        worst = []
-        for d in both:
-            seen = [base[d].get(key)] + [by_name[n][d].get(key) for n in names if d in by_name[n]]
-            seen = [v for v in seen if v is not None]
-            if seen and all(_scalar(v) for v in seen):
-                worst.append(min(seen) if hib.get(metric, True) else max(seen))
-        if worst and len(worst) == len(both):
-            values[f"{metric}@{ROBUST},{filter_name}"] = aggregate(metric, worst, task.config.aggregation(metric))
+        for label, among in ((ROBUST, names), (FAIR, [n for n in names if n in FAIRNESS])):
+            worst = _worst(key, metric, among, both, base, by_name, hib) if among else None
+            if worst is not None:
+                values[f"{metric}@{label},{filter_name}"] = aggregate(metric, worst, task.config.aggregation(metric))
     out = Robustness(names, values, documents=len(both))
     out.metric = next(
         (

@@ -10,9 +10,14 @@ Robustness (HELM's invariance set; `robustness` names all six):
   with probability MISSPELLING_PROB ("receive" -> "recieve").
 - `whitespace`: each run of spaces becomes 1 to MAX_SPACES spaces.
 
-Fairness:
+Fairness (HELM's fairness set, sec. 4.6; `fairness` names all three):
 - `gender`: male pronouns become female ones (he -> she, him/his -> her, himself -> herself), as
   HELM's gender perturbation does in its pronoun mode.
+- `dialect`: Standard American English words and phrases become their African American English
+  rendering (fairness_words.DIALECT, after Groenwold et al., 2020), every occurrence, case kept.
+- `names`: each first name of one race group (fairness_words.FIRST_NAMES, Caliskan et al., 2017)
+  becomes a name of the same gender from another group; the same name gets the same replacement
+  everywhere in the document, the choice seeded like every other edit.
 
 Every edit draws only on the random source it is given, seeded by rng_for, so a rerun or another
 xdist worker makes the same prompt and the cache can recognise it.
@@ -22,14 +27,17 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .fairness_words import DIALECT, FIRST_NAMES, NAME_GROUP
 from .perturbation_words import CONTRACTIONS, EXPANSIONS, MISSPELLINGS, NEIGHBOURS, PRONOUNS
 
 ROBUSTNESS = ("typos", "lowercase", "contractions", "expansions", "misspellings", "whitespace")
-FAIRNESS = ("gender",)
-ALIASES = {"robustness": ROBUSTNESS}
+FAIRNESS = ("gender", "dialect", "names")
+ALIASES = {"robustness": ROBUSTNESS, "fairness": FAIRNESS}
+DOCUMENT_WIDE = ("names",)  # edits seeded once per document, not per field: a name swaps alike everywhere
 TYPO_PROB = 0.1
 MISSPELLING_PROB = 0.5
 MAX_SPACES = 3
@@ -86,6 +94,25 @@ def whitespace(text: str, rng: random.Random) -> str:
     return re.sub(r" +", lambda m: " " * rng.randint(1, MAX_SPACES), text)
 
 
+_NAMES = re.compile(r"\b(" + "|".join(sorted(NAME_GROUP, key=len, reverse=True)) + r")\b")
+
+
+def names(text: str, rng: random.Random) -> str:
+    """Each listed first name becomes one of the same gender from another race group. The
+    replacement depends on the name and the random source's state, which is read but not
+    advanced, so every piece of a document's text seeded alike swaps a name the same way."""
+    probe = random.Random()
+    probe.setstate(rng.getstate())
+    salt = probe.getrandbits(32)
+
+    def swap(m: re.Match[str]) -> str:
+        group, gender = NAME_GROUP[m.group(0)]
+        others = [n for g, by in FIRST_NAMES.items() if g != group for n in by[gender]]
+        return others[zlib.crc32(f"{salt}:{m.group(0)}".encode()) % len(others)]
+
+    return _NAMES.sub(swap, text)
+
+
 PERTURBATIONS: dict[str, Callable[[str, random.Random], str]] = {
     "typos": typos,
     "lowercase": lowercase,
@@ -94,6 +121,8 @@ PERTURBATIONS: dict[str, Callable[[str, random.Random], str]] = {
     "misspellings": misspellings,
     "whitespace": whitespace,
     "gender": _replace_all(PRONOUNS, _phrases(PRONOUNS)),
+    "dialect": _replace_all(DIALECT, _phrases(DIALECT)),
+    "names": names,
 }
 
 
@@ -133,5 +162,6 @@ def perturbed_doc(
     out = dict(doc)
     for key, value in doc.items():
         if isinstance(value, str) and value not in keep:
-            out[key] = _kept(name, value, rng_for(seed, f"{task}/{key}", doc_id, name), keep)
+            where = task if name in DOCUMENT_WIDE else f"{task}/{key}"
+            out[key] = _kept(name, value, rng_for(seed, where, doc_id, name), keep)
     return out

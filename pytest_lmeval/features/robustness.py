@@ -4,7 +4,8 @@ perturbations the run asked for, and what they did to the scores.
 The perturbations themselves (HELM's typos, casing, contractions, ...) and how a perturbed
 document's requests are built live in perturbation.py; this plugin adds their part to the run's
 result: each task's metrics under each perturbation and their worst case (`acc@typos`,
-`acc@robust`, shown after the metric they perturb), a group's pooled over its members, the
+`acc@robust`, and over the fairness perturbations `acc@fairness`, shown after the metric they
+perturb), a group's pooled over its members, the
 documents whose answer flipped, and the tasks that could not be perturbed, with why."""
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def add_robustness(
         if robust is None:
             continue
         results.robust[name] = robust
-        interleave(results.entries[name], robust.values, [*robust.perturbations, perturb.ROBUST])
-    derived = [*perturb.PERTURBATIONS, perturb.ROBUST]
+        interleave(results.entries[name], robust.values, [*robust.perturbations, perturb.ROBUST, perturb.FAIR])
+    derived = [*perturb.PERTURBATIONS, perturb.ROBUST, perturb.FAIR]
     for group in reversed(results.group_names):
         entry = results.entries[group]
         members = [results.entries[m] for m in results.group_subtasks.get(group, []) if m in results.entries]

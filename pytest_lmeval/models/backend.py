@@ -45,7 +45,16 @@ class Backend(Protocol):
     # Optional: loglikelihood_rolling(requests, progress) -> list[float] and
     # generate_until(requests, progress) -> list[str]; the engine names a missing one.
     # Optional: token_counts() -> {"tokens": ..., "forward_tokens": ...} for the run's figures.
+    # Optional: close(): release what the model holds outside this process (vLLM's engine
+    # processes); called once when the session ends, interrupted or not.
 
     def info(self) -> dict[str, Any]:
         """Facts about the loaded model for results.json (dtype, device, max length...)."""
         ...
+
+
+def close_backend(backend: Any) -> None:
+    """The backend's optional close(), if it has one."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()

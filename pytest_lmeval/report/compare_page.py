@@ -13,10 +13,54 @@ from typing import Any
 
 from markupsafe import Markup
 
+from .document_browser import read_embedded
 from .page_templates import PAGES
 from .svg_charts import line_chart
 
 MAX_MEMBER_SERIES = 12  # a group's members get a chart of their own up to this many
+MAX_FLIPPED = 500  # flipped documents shown per pair of runs; the rest are counted
+
+
+def _answer(d: dict[str, Any]) -> str:
+    """A document's answer as report.html's browser shows it (document_browser.py's fields)."""
+    if "k" in d and d.get("ch"):
+        return str(d["ch"][d["k"]])
+    if d.get("f"):
+        return str(next(iter(d["f"].values())))
+    return str(d.get("g", d.get("r", "")))
+
+
+def _verdict(ok: Any) -> str:
+    return "right" if ok is True else "wrong" if ok is False else ""
+
+
+def _flipped(runs: list[Path], labels: list[str]) -> list[dict[str, Any]]:
+    """Per pair of consecutive runs, the documents right in one and wrong in the other, with
+    both runs' answers, from the documents each run's report.html embeds."""
+    pages = [read_embedded((r if r.is_dir() else r.parent) / "report.html") for r in runs]
+    by_run = [{(d["t"], d["i"]): d for d in (p or {}).get("docs", [])} for p in pages]
+    out, anchored = [], set()
+    for n in range(len(runs) - 1):
+        before, after = by_run[n], by_run[n + 1]
+        keys = [k for k in after if k in before and None not in (before[k]["ok"], after[k]["ok"])]
+        flips = [k for k in keys if before[k]["ok"] != after[k]["ok"]]
+        docs = []
+        for key in flips[:MAX_FLIPPED]:
+            then, now = before[key], after[key]
+            context = (pages[n + 1] or {}).get("contexts", [])
+            docs.append({
+                "anchor": None if key in anchored else f"doc={key[0]}/{key[1]}", "id": f"{key[0]}-{key[1]}",
+                "lost": bool(then["ok"]), "prompt": now["p"], "context": context[now["c"]] if "c" in now else "",
+                "target": now["y"], "answers": [_answer(then), _answer(now)],
+                "results": [_verdict(then["ok"]), _verdict(now["ok"])],
+                "confidence": [then.get("cf"), now.get("cf")],
+            })  # fmt: skip
+            anchored.add(key)
+        out.append({
+            "before": labels[n], "after": labels[n + 1], "docs": docs, "total": len(flips), "paired": len(keys),
+            "missing": pages[n] is None or pages[n + 1] is None,
+        })  # fmt: skip
+    return out
 
 
 def _load_run(run: Path) -> tuple[str, dict[str, Any]]:
@@ -69,4 +113,5 @@ def render_compare(runs: list[Path]) -> str:
         charts=[Markup(c) for c in charts if c],
         values=values,
         stderrs=stderrs,
+        flipped=_flipped(runs, labels),
     )

@@ -19,14 +19,21 @@ PAGES = jinja2.Environment(
 )
 
 
-def result_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+# calibration's measures: report.html shows them in its calibration section, not among the scores
+CALIBRATION_METRICS = ("ece_10_bin", "selective_acc@10", "selective_cov_acc_area")
+
+
+def result_rows(doc: dict[str, Any], calibration: bool = False) -> list[dict[str, Any]]:
     """One row per task or group and metric, from a results.json-shaped document, so both pages
-    fill results_table.html.j2 from the same fields."""
+    fill results_table.html.j2 from the same fields: the scores, or with `calibration` the
+    calibration measures alone."""
     rows = []
     for name, entry in doc["results"].items():
         for key, value in entry.items():
             if "," in key and "_stderr" not in key:
                 metric, _, filt = key.partition(",")
+                if (metric in CALIBRATION_METRICS) != calibration:
+                    continue
                 stderr = entry.get(f"{metric}_stderr,{filt}")
                 rows.append({
                     "name": name, "alias": entry.get("alias", name), "metric": metric, "filter": filt,

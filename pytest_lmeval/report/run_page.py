@@ -1,9 +1,10 @@
-"""report.html: one self-contained page per run (inline CSS and SVG, no script, no network)
-rendered from templates/report.html.j2.
+"""report.html: one self-contained page per run (inline CSS, SVG and one small script, no
+network) rendered from templates/report.html.j2.
 
-It is meant to be the page a person opens when a run surprises them, so next to the results it
-shows what explains them: the baseline differences with their intervals and the documents that
-flipped (prompt, both answers, target), robustness under perturbations, calibration and latency.
+It is meant to be the page a person opens when a run surprises them, in the order they read it:
+the scores (charts, table, gates, the baseline differences with their intervals and the
+documents that flipped), then every document (document_browser.py), then calibration,
+robustness, the features' own sections and efficiency.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ..core.files import atomic_write
 from ..features.flipped_documents import MAX_RERUN_IDS, rerun_expression
 from ..features.paired_comparison import Comparison
 from ..scoring import calibration
+from .document_browser import DATA_ID, browser_data, embed_json
+from .helm_sections import helm_sections
 from .page_templates import PAGES, result_rows
 from .svg_charts import Bar, bar_chart, interval_chart, latency_chart, reliability_chart
 
@@ -88,27 +91,49 @@ def _main_metric(entry: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-def _charts(doc: dict[str, Any]) -> list[str]:
-    """A chart per group of its direct members, so each task appears once: MMLU's chart has
-    its four categories, and each category's its subjects."""
+def _bar(doc: dict[str, Any], member: str) -> tuple[str, Bar] | None:
+    entry = doc["results"].get(member, {})
+    main = _main_metric(entry)
+    if not main:
+        return None
+    name, _, filt = main[0].partition(",")
+    stderr = entry.get(f"{name}_stderr,{filt}")
+    n = ((doc.get("n-samples") or {}).get(member) or {}).get("effective")
+    alias = entry.get("alias", member).strip(" -")
+    return main[0], (alias, main[1], stderr if isinstance(stderr, (int, float)) else None, n)
+
+
+def _top_charts(doc: dict[str, Any]) -> list[str]:
+    """The run's tasks and groups that no group holds, a chart per metric they are drawn by."""
+    held = {m for members in (doc.get("group_subtasks") or {}).values() for m in members}
+    by_metric: dict[str, list[Bar]] = {}
+    for name in doc["results"]:
+        bar = None if name in held else _bar(doc, name)
+        if bar:
+            by_metric.setdefault(bar[0], []).append(bar[1])
     charts = []
+    for metric, bars in by_metric.items():
+        scale = 1.0 if all(0 <= v <= 1 for _, v, _, _ in bars) else None
+        charts.append(bar_chart(f"{metric} per task and group", bars, scale))
+    return charts
+
+
+def _charts(doc: dict[str, Any]) -> list[str]:
+    """A chart of the top-level tasks and groups, then one per group of its direct members, so
+    each task appears once: MMLU's chart has its four categories, and each category's its
+    subjects."""
+    charts = _top_charts(doc)
     subtasks = doc.get("group_subtasks", {})
-    sizes = doc.get("n-samples", {})
     order = list(doc.get("groups") or {})  # display order: outer groups first
     for group in sorted(subtasks, key=lambda g: order.index(g) if g in order else len(order)):
         members = subtasks[group]
         bars: list[Bar] = []
         metric = None
         for member in members:
-            entry = doc["results"].get(member, {})
-            main = _main_metric(entry)
-            if main:
-                metric = metric or main[0]
-                name, _, filt = main[0].partition(",")
-                stderr = entry.get(f"{name}_stderr,{filt}")
-                n = (sizes.get(member) or {}).get("effective")
-                alias = entry.get("alias", member).strip(" -")
-                bars.append((alias, main[1], stderr if isinstance(stderr, (int, float)) else None, n))
+            bar = _bar(doc, member)
+            if bar:
+                metric = metric or bar[0]
+                bars.append(bar[1])
         if bars:
             scale = 1.0 if all(0 <= v <= 1 for _, v, _, _ in bars) else None
             charts.append(bar_chart(f"{group}: {metric} per subtask", bars, scale))
@@ -172,7 +197,7 @@ def _flipped(state: Any) -> list[dict[str, Any]]:
                 then = state.baseline.sample(task, int(num), filter_name or "none") if state.baseline else None
                 delimiter = state.tasks[task].config.target_delimiter if task in state.tasks else " "
                 docs.append({
-                    "id": doc, "direction": direction, "prompt": _prompt(now),
+                    "id": doc, "key": f"{task}/{num}", "direction": direction, "prompt": _prompt(now),
                     "answer": _answer(now, metric, delimiter), "before": _answer(then, metric, delimiter),
                     "target": _target(now, delimiter),
                 })  # fmt: skip
@@ -202,8 +227,12 @@ def _interval_charts(comparisons: list[Comparison], failed: set[str]) -> list[st
 def _meta(doc: dict[str, Any]) -> dict[str, Any]:
     engine = doc.get("engine") or {}
     seconds = float(engine.get("model_seconds") or 0)
+    config = doc.get("config") or {}
+    typed = config.get("model_name")  # as typed; doc["model_name"] adds the backend: dummy:m
+    path = config.get("model_path")
     return {
-        "model": doc.get("model_name"),
+        "model": doc.get("model_name") or typed,
+        "model_path": path if path and path != typed else None,
         "model_args": doc["config"].get("model_args"),
         "model_info": doc.get("model_info") or {},
         "limit": doc["config"].get("limit"),
@@ -222,14 +251,35 @@ def _meta(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_report(state: Any, doc: dict[str, Any]) -> str:
+def _baseline_answer(state: Any) -> Any:
+    """The baseline's answer to a document from its logged samples, for a baseline whose
+    report.html does not embed its documents."""
+
+    def answer(task: str, doc_id: int, key: str) -> str:
+        metric, _, filter_name = key.partition(",")
+        then = state.baseline.sample(task, doc_id, filter_name or "none") if state.baseline else None
+        delimiter = state.tasks[task].config.target_delimiter if task in state.tasks else " "
+        return _answer(then, metric, delimiter)
+
+    return answer
+
+
+def render_report(state: Any, doc: dict[str, Any], sections: list[Markup] | None = None) -> str:
     """Reads the results from `doc` (the results.json being written) and what results.json does
-    not keep (samples, comparisons, timings) from the run's state."""
+    not keep (documents, comparisons, timings) from the run's state. `sections` are features'
+    own parts of the page (HTML), placed after robustness."""
     gates = [g.to_json() | {"details": g.details} for g in state.gates]
     failed = {g["name"] for g in gates if not g["passed"]}
+    browser = browser_data(state, doc, _baseline_answer(state))
     return PAGES.get_template("report.html.j2").render(
         meta=_meta(doc),
         rows=result_rows(doc),
+        calibration_rows=result_rows(doc, calibration=True),
+        browser_json=embed_json(browser),
+        browser_data_id=DATA_ID,
+        browser_total=len(browser["docs"]),
+        browser_baseline=browser["baseline"],
+        sections=list(sections or []),
         charts=[Markup(c) for c in _charts(doc)],
         reliability=[Markup(c) for c in _reliability_charts(state)],
         efficiency=doc.get("efficiency") or {},
@@ -251,5 +301,5 @@ def render_report(state: Any, doc: dict[str, Any]) -> str:
 def write_html(out_dir: Path, state: Any, doc: dict[str, Any]) -> Path:
     """Written atomically, so a run stopped halfway never leaves a truncated page behind."""
     path = out_dir / "report.html"
-    atomic_write(path, render_report(state, doc))
+    atomic_write(path, render_report(state, doc, [Markup(html) for html in helm_sections(doc)]))
     return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..engine.unscored import ERROR
+from ..features import bias, toxicity
 from ..features.judging import workers_summary_line
 from ..scoring.aggregate import derived_higher_is_better
 from . import leaderboard, table
@@ -46,6 +47,8 @@ def print_summary(result: RunResult, reporter: Any) -> None:
         reporter.write_line(line)
     for line in result.lines:
         reporter.write_line(line)
+    for line in helm_lines(result.sections):
+        reporter.write_line(line)
     for line in leaderboard.lines(leaderboard.scores(results, tasks)):
         reporter.write_line(line)
     for name in results.group_names:
@@ -76,6 +79,14 @@ def print_summary(result: RunResult, reporter: Any) -> None:
                 reporter.write_line(f"    {shown}")
     for path in result.output_files:
         reporter.write_line(f"lmeval: wrote {path}")
+
+
+def helm_lines(sections: dict[str, Any]) -> list[str]:
+    """HELM's measures of generated text, in their own short section: bias and toxicity per
+    generative task."""
+    return bias.terminal_lines(sections.get(bias.KEY)) + toxicity.terminal_lines(
+        sections.get(toxicity.KEY), sections.get(toxicity.CLASSIFIER_KEY)
+    )
 
 
 def print_not_written(line: str, reporter: Any) -> None:

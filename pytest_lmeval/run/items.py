@@ -18,7 +18,7 @@ from ..core.requests import Request
 from ..engine.answer_checks import check_answers
 from ..engine.answering import FailurePolicy, failure_policy, run_requests
 from ..engine.progress import progress_bar
-from ..models.backend import Backend
+from ..models.backend import Backend, close_backend
 from ..models.registry import load_backend
 from ..scoring.document import short_name
 from ..tasks.benchmark import MARK as BENCHMARK_MARK
@@ -37,7 +37,7 @@ def _shown(config: pytest.Config) -> Callable[[], Any]:
 
 
 @pytest.fixture(scope="session")
-def lm(pytestconfig: pytest.Config) -> Backend:
+def lm(pytestconfig: pytest.Config) -> Generator[Backend, None, None]:
     """The model under evaluation (from --model), loaded once per session."""
     run = Run.of(pytestconfig)
     spec = run.options.model
@@ -48,7 +48,10 @@ def lm(pytestconfig: pytest.Config) -> Backend:
     with load_gc.loading(pytestconfig):
         backend = load_backend(spec, device=run.options.device, batch_size=run.options.batch_size)
     run.model_info = backend.info()
-    return backend
+    try:
+        yield backend
+    finally:  # vLLM's engine processes stop with the session, Ctrl-C or not
+        close_backend(backend)
 
 
 def _asking(run: Run, req: Request) -> str:

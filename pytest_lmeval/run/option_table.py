@@ -37,7 +37,16 @@ _OPTIONS = [
         "system_instruction",
         "system instruction put before every prompt",
     ),
-    (("--perturb",), "perturb", "add one item per document and perturbation: typos,lowercase,... or robustness"),
+    (
+        ("--perturb",),
+        "perturb",
+        "add one item per document and perturbation: typos,lowercase,... or robustness; dialect,names,... or fairness",
+    ),
+    (
+        ("--toxicity-model",),
+        "toxicity_model",
+        "toxicity classifier for generated text, hf:NAME (hf:unitary/toxic-bert): HELM's toxic fraction",
+    ),
     (("--run-file",), "run_file", "YAML file of the run: its tasks with per-task settings, and run options"),
     (
         ("--judge-model",),

@@ -19,6 +19,7 @@ from ..core.files import default_cache_dir
 from ..features.baseline_run import PER_DOC_FILE
 from ..features.gates import parse_gates_file, parse_threshold
 from ..features.judging import JudgeOptions
+from ..features.toxicity import parse_toxicity_model
 from ..models.known import resolve_known
 from ..models.registry import check_device_name, parse_model
 from ..models.spec import ModelSpec, parse_model_args
@@ -67,6 +68,7 @@ class RunOptions:
     ignore_errors: bool = False  # a request the backend gives up on fails its documents only
     task_settings: RunSettings = field(default_factory=RunSettings)  # --task-args and --run-file
     judge: JudgeOptions | None = None  # --judge-model and its companions
+    toxicity_model: ModelSpec | None = None  # --toxicity-model hf:NAME
     notes: tuple[str, ...] = ()  # lines for the header: options accepted but without effect here
     samples: dict[str, tuple[int, ...]] | None = None  # --samples: exactly these documents of each task
     predict_only: bool = False  # answer and log samples, score nothing
@@ -291,6 +293,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         ignore_errors=bool(ignore_errors),
         task_settings=task_settings,
         judge=_judge_options(_raw, config),
+        toxicity_model=parse_toxicity_model(_raw(config, "toxicity_model")[0]),
         notes=notes,
         samples=samples,
         predict_only=predict_only,

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..tasks.task import Task
 
 
+SHOWN = "shown"  # the record's key for what the report shows of the document (see shown())
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -94,17 +97,46 @@ def score(
     instances = task.output.instances(responses)
     values: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
+    extracted: dict[str, Any] = {}
     for pipeline in task.config.filters:
         filtered = pipeline.apply([list(i) for i in instances], [doc] * len(instances))
+        extracted[pipeline.name] = _json(filtered)
         per_filter = {} if predict_only else _compute(task, work, doc, filtered)
         values.update({metric_key(m, pipeline.name): v for m, v in per_filter.items()})
         if log_sample:
             samples.append(sample_record(task, work, instances, filtered, pipeline.name, per_filter))
     record: dict[str, Any] = {"task": work.task, "doc_id": work.doc_id, "metrics": values}
+    record[SHOWN] = shown_record(task, work, instances, extracted)
     if log_sample:
         record["samples"] = samples
     shown = {short_name(k): v for k, v in values.items()}
     return ScoredDoc(work.task, work.doc_id, shown, record)
+
+
+def _json(value: Any) -> Any:
+    """Plain JSON: numbers, text and lists kept, anything else as its text."""
+    value = _plain(value)
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def shown_record(task: Task, work: DocRequests, instances: list[list[Response]], extracted: dict[str, Any]) -> dict:
+    """What report.html's document browser shows of a document, for every run (samples are
+    only logged when asked for): the prompt as sent (perturbed, for a perturbed document), the
+    choices, the target, the raw answers (log-likelihoods, or generated text) and what each
+    filter extracted from them. Small beside the prompt, which the page stores once per
+    few-shot context."""
+    out: dict[str, Any] = {"prompt": work.prompt, "target": _json(work.target), "resps": _json(instances)}
+    if work.choices:
+        out["choices"] = list(work.choices)
+    if task.multiple_input:  # one context per option, the same continuation
+        out["contexts"] = [r.args[0] for r in work.requests[: len(work.requests) - work.unconditional]]
+        out["target"] = _json(work.gold)
+    out["filtered"] = extracted
+    return out
 
 
 def _strings(value: Any) -> Any:

@@ -29,6 +29,7 @@ log = logging.getLogger("pytest_lmeval.api")
 
 RETRY_STATUSES = {408, 409, 425, 429}  # and every 5xx
 MAX_RETRY_AFTER = 300.0  # a server asking for longer than this is waited on this long
+DOWN_FOR = 30.0  # seconds a server that refused or dropped a connection gets no requests
 
 
 class CallError(Exception):
@@ -119,6 +120,7 @@ class ApiClient:
         self.verify_certificate = verify_certificate
         self._in_flight = dict.fromkeys(self.urls, 0)
         self._next = 0
+        self._down: dict[str, float] = {}  # a server that refused a connection: skipped until then
 
     def run(self, calls: Sequence[Call], on_done: Callable[[int, Any], None]) -> list[Any]:
         """Every call's parsed answer, in order; `on_done(i, answer)` as call i finishes. Raises
@@ -169,14 +171,21 @@ class ApiClient:
         raise AssertionError("unreachable")
 
     def _pick(self) -> str:
-        """The least busy server of the pool; ties go round-robin."""
-        least = min(self._in_flight.values())
+        """The least busy server of the pool that is up; ties go round-robin. A server that
+        dropped or refused a connection is left out for DOWN_FOR seconds (a busy server that
+        stopped would otherwise look the least busy and take every retry); with all of them
+        down, the one back soonest."""
+        now = time.monotonic()
+        up = [u for u in self.urls if self._down.get(u, 0.0) <= now]
+        if not up:
+            return min(self.urls, key=lambda u: self._down[u])
+        least = min(self._in_flight[u] for u in up)
         for k in range(len(self.urls)):
             url = self.urls[(self._next + k) % len(self.urls)]
-            if self._in_flight[url] == least:
+            if url in up and self._in_flight[url] == least:
                 self._next = (self._next + k + 1) % len(self.urls)
                 return url
-        return self.urls[0]
+        return up[0]
 
     async def _attempt(self, session: aiohttp.ClientSession, call: Call) -> Any:
         url = self._pick()
@@ -189,6 +198,8 @@ class ApiClient:
         except asyncio.TimeoutError:
             raise CallError(f"no answer from {url} within {self.timeout:g}s", transient=True) from None
         except aiohttp.ClientError as exc:
+            if len(self.urls) > 1 and isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)):
+                self._down[url] = time.monotonic() + DOWN_FOR
             raise CallError(f"{type(exc).__name__} from {url}: {exc}", transient=True) from None
         finally:
             self._in_flight[url] -= 1

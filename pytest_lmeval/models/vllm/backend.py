@@ -71,6 +71,7 @@ class VLLMBackend:
         engine_args.setdefault("seed", 1234)
         engine_args.setdefault("enable_prefix_caching", True)
         engine_args.setdefault("trust_remote_code", False)
+        engine_args.update(cpu_kv_budget(engine_args))
         # A hub model loads from the commit the response cache is keyed by (models/hub.py).
         source = model_source(spec.name, args, f"--model {spec.label}")
         if isinstance(source, HubRevision) and source.offline and source.snapshot is not None:
@@ -108,6 +109,9 @@ class VLLMBackend:
             self.runner = LocalRunner(engine_args)
         self.replicas = replicas
         self.max_length = self.runner.max_model_len
+
+    def close(self) -> None:
+        self.runner.close()
 
     def info(self) -> dict[str, Any]:
         import vllm
@@ -235,6 +239,21 @@ class VLLMBackend:
         outputs = self.runner.run(prompts, params)
         progress(len(requests))
         return [cut_at_stops(out.text, until) for out, until in zip(outputs, stops, strict=True)]
+
+
+def cpu_kv_budget(engine_args: dict[str, Any]) -> dict[str, Any]:
+    """On vLLM's CPU build, `gpu_memory_utilization` is a share of the machine's RAM that must be
+    free at start (0.92 by default: refused on any machine running something else). Unless the
+    user sized it, the KV cache gets a quarter of the memory free now, at most 4 GiB."""
+    if "gpu_memory_utilization" in engine_args or engine_args.get("kv_cache_memory_bytes") is not None:
+        return {}
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    import psutil
+
+    return {"kv_cache_memory_bytes": min(4 << 30, psutil.virtual_memory().available // 4)}
 
 
 def _prompt_score(tokens: Tokens, ctxlen: int, out: Output) -> tuple[float, bool]:

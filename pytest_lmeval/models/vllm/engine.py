@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import multiprocessing
 import os
 import traceback
@@ -63,7 +64,17 @@ class LocalRunner:
         return result
 
     def close(self) -> None:
-        pass
+        """Stop vLLM's engine process now: left to interpreter exit, its threads die with the
+        process ("terminate called without an active exception", exit code 134)."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(client, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del llm
+        gc.collect()
 
 
 def _replica_main(conn: Any, engine_args: dict[str, Any], devices: str) -> None:
@@ -78,6 +89,7 @@ def _replica_main(conn: Any, engine_args: dict[str, Any], devices: str) -> None:
     while True:
         message = conn.recv()
         if message[0] == "stop":
+            runner.close()
             return
         try:
             conn.send(("ok", runner.run(message[1], message[2], use_tqdm=False)))
