@@ -259,7 +259,7 @@ def test_smollm2_run_equals_hf_and_lm_evals_vllm(smollm2_folder: Path, tmp_path:
 
 
 # -- stopping a run ---------------------------------------------------------------------------------
-N_DOCS = 1500  # x 4 choices = 6000 requests: twelve cache chunks
+N_DOCS = 700  # x 4 choices = 2800 requests: six cache chunks
 
 
 @pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGINT, 2, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
