@@ -5,6 +5,8 @@ results.json and the terminal table, the flipped documents listed, and a gate on
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from quiz_project import read_json, read_jsonl, run, table_rows
 
@@ -93,6 +95,19 @@ def test_fairness_metrics_worst_case_and_gate(pytester: pytest.Pytester) -> None
         "exact_match@names",
         "exact_match@robust",
         "exact_match@fairness",
+    ]
+    page = (pytester.path / "out" / "report.html").read_text()
+    table = re.search(r"<h3>echo: exact_match \(4 documents\)</h3>\s*<table.*?</table>", page, re.S).group(0)
+    assert re.findall(r"<th>(.*?)</th>", table) == [
+        "as is", "lowercase", "dialect", "names", "worst case (fairness)", "worst case"
+    ]  # fmt: skip
+    assert re.findall(r'<td class="num">(.*?)</td>', table) == [
+        "0.7500",
+        "0.2500",
+        "0.5000",
+        "0.5000",
+        "0.2500",
+        "0.0000",
     ]
     failed = run(pytester, *args, "--threshold", "echo:exact_match@fairness>=0.5")
     assert failed.ret == 1

@@ -38,6 +38,9 @@ def _robustness(doc: dict[str, Any]) -> list[dict[str, Any]]:
         entry = doc["results"].get(name, {})
         values = [("as is", entry.get(key))]
         values += [(p, entry.get(f"{metric}@{p},{filt}")) for p in robust["perturbations"]]
+        fairness = entry.get(f"{metric}@fairness,{filt}")
+        if fairness is not None:  # the worst case over the fairness perturbations alone
+            values.append(("worst case (fairness)", fairness))
         values.append(("worst case", entry.get(f"{metric}@robust,{filt}")))
         flips = []
         for p, f in robust["flipped"].items():

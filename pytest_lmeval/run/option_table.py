@@ -75,7 +75,7 @@ _SWITCHES = [
 # Plain run options a run file may set (the command line wins over it, it wins over the ini file).
 RUN_FILE_OPTIONS = (
     "model", "model_args", "device", "batch_size", "num_fewshot", "limit", "seed", "gen_kwargs",
-    "system_instruction", "judge_model", "judge_model_args", "judge_concurrency", "judge_strategy",
+    "system_instruction", "judge_model", "judge_model_args", "judge_concurrency", "judge_strategy", "toxicity_model",
 )  # fmt: skip
 
 
