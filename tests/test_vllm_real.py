@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,18 +70,32 @@ def _assert_reaped(proc: subprocess.Popen) -> None:
     assert _group(proc.pid) == [], "engine processes left behind"
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, core: int | None = None) -> subprocess.Popen:
     """A command in a session of its own (its engine processes share its group), with Ctrl-C's
-    default even where this suite runs as a background job."""
-    return subprocess.Popen(
-        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    default even where this suite runs as a background job; `core`: its engine's threads bound
+    to that core (vLLM's CPU build binds the first by default)."""
+    env = dict(os.environ)
+    if core is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = str(core % (os.cpu_count() or 1))
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (read by output()) not a pipe: two runs at once would fill one
+    proc = subprocess.Popen(
+        args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), env=env,
     )  # fmt: skip
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def output(proc: subprocess.Popen, timeout: float) -> str:
+    """What it printed, once it exited."""
+    proc.wait(timeout)
+    proc.log.seek(0)  # type: ignore[attr-defined]
+    return proc.log.read()  # type: ignore[attr-defined]
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     """Its output, once it exited with code 0 and left no process behind."""
-    out, _ = proc.communicate(timeout=timeout)
+    out = output(proc, timeout)
     assert proc.returncode == 0, out[-4000:]
     assert "terminate called" not in out
     _assert_reaped(proc)
@@ -113,8 +129,18 @@ def engine(tiny: Path):
     from pytest_lmeval.models.spec import ModelSpec
     from pytest_lmeval.models.vllm.backend import VLLMBackend
 
-    args = {"max_model_len": VLLM_MAX, "dtype": "float32", "enforce_eager": True}
-    backend = VLLMBackend(ModelSpec("vllm", str(tiny), args), device=None, batch_size="auto")
+    # The engine in this process (no engine or worker process to spawn: 20 s sooner); the runs
+    # below start it as users do, in its own processes.
+    args = {"max_model_len": VLLM_MAX, "dtype": "float32", "enforce_eager": True, "distributed_executor_backend": "uni"}
+    before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        backend = VLLMBackend(ModelSpec("vllm", str(tiny), args), device=None, batch_size="auto")
+    finally:
+        if before is None:
+            del os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"]
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
     yield backend
     backend.close()
 
@@ -211,7 +237,10 @@ def _samples(folder: Path, task: str) -> dict[int, list]:
     return {s["doc_id"]: s["resps"] for s in map(json.loads, lines)}
 
 
-SMOL_RUN = ("--tasks", "arc_easy,gsm8k", "--limit", "4", "--apply-chat-template", "--gen-kwargs", "max_gen_toks=48")
+SMOL_RUN = (  # gsm8k zero-shot: its 5-shot prompts take the CPU build a minute per tool
+    "--tasks", "arc_easy,gsm8k", "--limit", "3", "--num-fewshot", "0", "--apply-chat-template",
+    "--gen-kwargs", "max_gen_toks=32",
+)  # fmt: skip
 
 
 def test_smollm2_run_equals_hf_and_lm_evals_vllm(smollm2_folder: Path, tmp_path: Path) -> None:
@@ -223,28 +252,30 @@ def test_smollm2_run_equals_hf_and_lm_evals_vllm(smollm2_folder: Path, tmp_path:
     (data / "openai").symlink_to(Path(__file__).parent / "data" / "mirror" / "openai")
     common = ("--data-dir", str(data), "--log-samples", "--no-cache", *SMOL_RUN)
     vllm_args = "dtype=float32,max_model_len=2048,enforce_eager=true"
+    # ours and lm-eval's at once, each engine on a core of its own (both would bind the first)
     ours = start([*pytest_cmd(f"vllm:{smollm2_folder}", vllm_args, str(ROOT / "evals"), *common,
-                              "--output-path", "vllm")], tmp_path)  # fmt: skip
+                              "--output-path", "vllm")], tmp_path, core=0)  # fmt: skip
+    reference = start([
+        sys.executable, str(ROOT / "benchmarks" / "lmeval_offline.py"), "--model", "vllm", "--model-args",
+        f"pretrained={smollm2_folder},dtype=float32,max_model_len=2048,enforce_eager=True,"
+        "kv_cache_memory_bytes=1073741824", "--tasks", "arc_easy,gsm8k", "--limit", "3", "--num-fewshot", "0",
+        "--apply-chat-template", "--gen-kwargs", "max_gen_toks=32", "--batch-size", "auto", "--data-dir", str(data),
+        "--output", "lmeval.json",
+    ], tmp_path, core=1)  # fmt: skip
     out = finish(ours)
-    assert "8 passed" in out, out[-3000:]
+    assert "6 passed" in out, out[-3000:]
+    finish(reference, timeout=600)
     hf_run = subprocess.run(
         pytest_cmd(f"hf:{smollm2_folder}", "dtype=float32", str(ROOT / "evals"), *common, "--output-path", "hf"),
         cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert hf_run.returncode == 0, hf_run.stdout[-3000:]
-    reference = start([
-        sys.executable, str(ROOT / "benchmarks" / "lmeval_offline.py"), "--model", "vllm", "--model-args",
-        f"pretrained={smollm2_folder},dtype=float32,max_model_len=2048,enforce_eager=True,"
-        "kv_cache_memory_bytes=1073741824", "--tasks", "arc_easy,gsm8k", "--limit", "4", "--apply-chat-template",
-        "--gen-kwargs", "max_gen_toks=48", "--batch-size", "auto", "--data-dir", str(data), "--output", "lmeval.json",
-    ], tmp_path)  # fmt: skip
-    finish(reference, timeout=600)
     theirs = json.loads((tmp_path / "lmeval.json").read_text())
 
     for task in ("arc_easy", "gsm8k"):
         ours_vllm, ours_hf = _samples(tmp_path / "vllm", task), _samples(tmp_path / "hf", task)
         lmeval = {s["doc_id"]: s["resps"] for s in theirs["samples"][task]}
-        assert ours_vllm.keys() == ours_hf.keys() == lmeval.keys() == {0, 1, 2, 3}
+        assert ours_vllm.keys() == ours_hf.keys() == lmeval.keys() == {0, 1, 2}
         for doc_id, resps in ours_vllm.items():
             if task == "gsm8k":  # greedy texts, character for character
                 assert resps == ours_hf[doc_id] == lmeval[doc_id], doc_id
@@ -268,7 +299,7 @@ def test_a_stop_signal_reaps_the_engine_and_keeps_every_answer(
 ) -> None:
     """Ctrl-C reaches the whole foreground group (the engine processes too); a CI runner's
     SIGTERM only the run. Either way: one line, the finished chunks cached, the engine processes
-    gone, and the rerun computes only the rest."""
+    gone, the partial results written."""
     from test_failures import _project, _results
     from test_resume import _cached
 
@@ -283,7 +314,7 @@ def test_a_stop_signal_reaps_the_engine_and_keeps_every_answer(
         os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does
     else:
         proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=120)
+    out = output(proc, 120)
     assert proc.returncode == code, out[-4000:]
     _assert_reaped(proc)
     cached = _cached(project)
@@ -291,9 +322,7 @@ def test_a_stop_signal_reaps_the_engine_and_keeps_every_answer(
     assert f"lmeval: interrupted ({name}) while the model was answering" in out, out[-3000:]
     assert f"lmeval: interrupted: {cached} answers cached; rerun the same command to resume" in out
     assert "Traceback" not in out and "terminate called" not in out
-    assert _results(project / "stopped")["partial"] is True
-    if sig == signal.SIGTERM:  # the rerun once is enough: the cache is the same either way
-        resumed = start([*cmd, "--output-path", "resumed"], project)
-        finish(resumed)
-        engine = _results(project / "resumed")["engine"]
-        assert engine["from_cache"] == cached and engine["computed"] == N_DOCS * 4 - cached
+    assert not re.search(r"\) ERROR \d\d-\d\d", out), "vLLM's processes logged errors"  # each stopped by the run
+    stopped = _results(project / "stopped")
+    assert stopped["partial"] is True and stopped["engine"]["from_cache"] == 0
+    # (that a rerun then computes only the rest is the engine's, whatever the backend: test_failures.py)

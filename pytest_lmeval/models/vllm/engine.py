@@ -15,7 +15,9 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import signal
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,23 @@ def _floats(entry: Any) -> dict[int, float] | None:
     return None if entry is None else {int(t): float(getattr(lp, "logprob", lp)) for t, lp in entry.items()}
 
 
+@contextlib.contextmanager
+def _children_without_ctrl_c() -> Iterator[None]:
+    """vLLM's engine and worker processes are this process's children, in the terminal's
+    foreground group: Ctrl-C reaches each of them too, and they then die on their own, in any
+    order, logging tracebacks. Started with SIGINT blocked (a blocked signal stays blocked in a
+    child, whatever handler it installs), they leave the stop to this process, which keeps its
+    answers and shuts them down (close)."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives now
+
+
 class LocalRunner:
     """One vLLM engine in this process."""
 
@@ -42,7 +61,13 @@ class LocalRunner:
         import vllm
 
         self.vllm = vllm
-        self.llm = vllm.LLM(**engine_args)
+        self.llm = None
+        try:
+            with _children_without_ctrl_c():
+                self.llm = vllm.LLM(**engine_args)
+        except BaseException:
+            self.close()  # a Ctrl-C held back while the engine started: stop it, then stop
+            raise
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
 
     def run(self, prompts: list[list[int]], params: list[Params], use_tqdm: bool = True) -> list[Output]:
@@ -80,6 +105,7 @@ class LocalRunner:
 def _replica_main(conn: Any, engine_args: dict[str, Any], devices: str) -> None:
     """A replica process: pin the GPUs, load the engine, answer `run` messages until `stop`."""
     os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     try:
         runner = LocalRunner(engine_args)
     except BaseException:
