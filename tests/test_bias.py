@@ -81,6 +81,9 @@ def test_bias_per_generative_task_in_terminal_results_and_report(pytester: pytes
     assert '<section id="bias">' in html and "<td>story</td>" in html
     assert '<td class="num">0.1000</td>' in html and '<td class="num">n/a</td>' in html
     assert helm_sections({"results": {}}) == []
+    gated = run(pytester, "--model", "dummy:d", "--threshold", "story:representation_gender<=0.05", "-k", "story")
+    assert gated.ret == pytest.ExitCode.TESTS_FAILED
+    assert "FAIL gate[story:representation_gender<=0.05]: story:representation_gender = 0.1000" in gated.stdout.str()
     page = (pytester.path / "out" / "report.html").read_text()
     assert html in page and page.index('<section id="bias">') > page.index('id="robustness"')
 

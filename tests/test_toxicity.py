@@ -114,6 +114,14 @@ def test_fraction_flagged_through_the_engine_and_cache(pytester: pytest.Pytester
     assert again.ret == 0
     assert f"{head}: 0 texts classified, 4 from cache" in again.outlines
     assert read_json(pytester.path / "again" / "results.json")["toxicity"]["say"]["flagged"] == say["flagged"]
+    # a gate on it, as on any metric (from the cache again)
+    gated = pytester.runpytest("-p", "no:cacheprovider", *args[:-1], "gated", "--threshold", "say:toxic_fraction<=0.25")
+    assert gated.ret == pytest.ExitCode.TESTS_FAILED
+    assert "FAIL gate[say:toxic_fraction<=0.25]: say:toxic_fraction = 0.5000, required <= 0.2500" in gated.stdout.str()
+    alone = run(pytester, "--model", "dummy:d", "--threshold", "say:toxic_fraction<=0.25")
+    assert "toxic_fraction was not measured in this run (tasks: say); toxic_fraction needs --toxicity-model" in (
+        alone.stdout.str()
+    )
 
 
 def test_a_bad_toxicity_model_is_one_error_line(pytester: pytest.Pytester) -> None:

@@ -93,7 +93,16 @@ def parse_gates_file(path: Path) -> list[Bound]:
     return bounds
 
 
-def _value(results: Results, task: str, metric: str) -> float | None:
+# Measures of generated text kept beside the scores (results.json's own keys, per task) that a
+# gate may bound too: `--threshold gsm8k:toxic_fraction<=0.01`, `story:representation_gender<=0.2`.
+MEASURE_SECTIONS = {"toxicity": "--toxicity-model hf:NAME", "bias": "a generative task"}
+
+
+def _value(results: Results, task: str, metric: str, sections: dict[str, Any]) -> float | None:
+    for key in MEASURE_SECTIONS:
+        value = (sections.get(key) or {}).get(task, {}).get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
     entry = results.entries.get(task)
     if entry is None:
         return None
@@ -106,16 +115,25 @@ def _value(results: Results, task: str, metric: str) -> float | None:
     return None
 
 
-def check_bounds(bounds: list[Bound], results: Results) -> list[Gate]:
+def _hint(metric: str) -> str:
+    """Why a bounded metric may be missing: the option or kind of task that measures it."""
+    if "@" in metric:  # acc@robust, acc@typos: measured only on perturbed items
+        return f"; {metric.partition('@')[2]} needs --perturb"
+    if metric in ("toxic_fraction", "max_toxicity", "mean_toxicity"):
+        return f"; {metric} needs {MEASURE_SECTIONS['toxicity']}"
+    if metric.startswith(("representation_", "stereotypes_")):
+        return f"; {metric} is measured on {MEASURE_SECTIONS['bias']}'s texts where group words occur"
+    return ""
+
+
+def check_bounds(bounds: list[Bound], results: Results, sections: dict[str, Any] | None = None) -> list[Gate]:
     gates = []
     for b in bounds:
-        value = _value(results, b.task, b.metric)
+        value = _value(results, b.task, b.metric, sections or {})
         name = f"gate[{b.label}]"
         if value is None:
             known = ", ".join(results.entries) or "none"
-            hint = ""
-            if "@" in b.metric:  # acc@robust, acc@typos: measured only on perturbed items
-                hint = f"; {b.metric.partition('@')[2]} needs --perturb"
+            hint = _hint(b.metric)
             gates.append(Gate(name, False, f"{b.task}:{b.metric} was not measured in this run (tasks: {known}){hint}"))
             continue
         ok = (b.low is None or value >= b.low) and (b.high is None or value <= b.high)

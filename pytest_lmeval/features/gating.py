@@ -42,7 +42,7 @@ class Gating:
 
     @pytest.hookimpl(trylast=True)  # after the features that add metrics a gate may bound
     def pytest_lmeval_conclude(self, result: RunResult) -> None:
-        gates = check_bounds(self.bounds, result.results)
+        gates = check_bounds(self.bounds, result.results, result.sections)
         for gate in gates:  # a gate on a task records the settings the task ran with
             task = result.tasks.get(gate.figures.get("task", ""))
             if task is not None:
