@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from headless import CHROMIUM, FLAGS, needs_chromium
 from mirror import ROOT, shared_mirror
 
 MMLU_DOCUMENTS = 14_042
@@ -32,7 +32,7 @@ addEventListener("load", () => console.log("lmeval-timing load " + performance.n
 
 
 @pytest.mark.skipif(not os.environ.get("LMEVAL_BROWSER_SCALE"), reason="a measurement: LMEVAL_BROWSER_SCALE=1 runs it")
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@needs_chromium
 def test_all_of_mmlu_in_one_page_paints_at_once(tmp_path: Path) -> None:
     mirror = shared_mirror()
     if mirror is None or not (mirror / "cais" / "mmlu").is_dir():
@@ -54,8 +54,8 @@ def test_all_of_mmlu_in_one_page_paints_at_once(tmp_path: Path) -> None:
     timings = []
     for attempt in range(3):
         shown = subprocess.run(
-            [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1280,1000",
+            [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             "--window-size=1280,1000",
              f"--screenshot={tmp_path / f'mmlu{attempt}.png'}", probe.as_uri()],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip

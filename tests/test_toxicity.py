@@ -16,6 +16,9 @@ from pytest_lmeval.report.helm_sections import helm_sections
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+# Imported here, once: pytester's in-process runs drop the modules first imported during a test,
+# and torch's operator registrations (loaded with BERT) cannot be imported a second time.
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # noqa: E402
 
 TEXTS = ["you are a kind friend", "what a lovely day", "you stupid idiot", "the cat sat on the mat"]
 WORDS = sorted({w for t in TEXTS for w in t.split()})
@@ -25,8 +28,6 @@ def build_classifier(folder: Path, texts: list[str], toxic: int) -> tuple[Path, 
     """A random tiny BERT whose classifier bias puts the 0.5 line so that exactly `toxic` of
     `texts` (the highest-scoring) are toxic; the toxicity of each text, computed here with
     transformers one text at a time."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
+from test_vllm_backend import CONTEXTS as ALL_CONTEXTS
+from test_vllm_backend import CONTINUATIONS, HF_MAX, LL_TOL, VLLM_MAX
 
 
 def _real_vllm() -> bool:
@@ -37,16 +39,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-LL_TOL = 1e-4  # float32 on both sides; measured up to 8.2e-5 on SmolLM2
-HF_MAX = 40
-VLLM_MAX = HF_MAX + 2  # vLLM keeps max_length - 1 input tokens, the first never scored: hf's windows
-CONTEXTS = [
-    "Question: What is the capital of France?\nAnswer:",
-    "A B C D yes no true false. Answer:",
-    "Science questions about plants, animals, water, energy and the sun. " * 4,  # truncated
-    "The quick brown fox jumps over the lazy ",
-]
-CONTINUATIONS = [" A", " B", " C", " D", " yes", " Paris", " the lazy dog", "fox jumps"]
+CONTEXTS = ALL_CONTEXTS[:-1]  # the stand-in's, without the empty one
 
 
 # -- processes ----------------------------------------------------------------------------------

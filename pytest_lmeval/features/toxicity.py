@@ -117,8 +117,7 @@ class Toxicity:
 
     def _classify(self, run: Any, texts: list[str]) -> None:
         from ..engine.answering import FailurePolicy, failure_policy, run_requests
-        from ..engine.cache import ResponseCache
-        from ..engine.fingerprint import fingerprint_of, fingerprint_parts
+        from ..engine.cache import open_response_cache
         from ..engine.progress import progress_bar
         from ..models.hf.classifier import HFClassifier
 
@@ -134,9 +133,10 @@ class Toxicity:
             return loaded[0]
 
         cache = None
-        if opts.cache_dir is not None:
-            parts = {**fingerprint_parts(spec), "head": "sequence-classification"}
-            opened = ResponseCache(opts.cache_dir / "responses.sqlite", fingerprint_of(parts), parts=parts)
+        if opts.cache_dir is not None:  # keyed by the classifier's own fingerprint
+            opened = open_response_cache(
+                opts.cache_dir / "responses.sqlite", spec, explicit=True, batch_size=opts.batch_size
+            )
             cache = opened if opened.enabled else None
         shown = run.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled
         bar = progress_bar(run.config)

@@ -82,7 +82,7 @@ class RunOptions:
         --task-metadata."""
         out: dict[str, Any] = {}
         if self.model is not None:
-            if self.model.backend in ("hf", "vllm", "gguf"):
+            if self.model.backend in ("hf", "vllm"):
                 out["pretrained"] = self.model.name
             out.update(self.model.args)
         return {**out, **self.task_metadata}

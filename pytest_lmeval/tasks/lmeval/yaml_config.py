@@ -144,7 +144,7 @@ class CustomDataset:
     loader: Callable[..., Any]
     metadata: Mapping[str, Any]
     kwargs: Mapping[str, Any]
-    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    _loaded: dict[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # by the call's arguments
 
     def _arguments(self, task: str) -> dict[str, Any]:
         """lm-eval's call: `loader(**metadata, **dataset_kwargs)`, the run's metadata merged in."""
@@ -158,11 +158,8 @@ class CustomDataset:
 
     def _splits(self, task: str) -> Mapping[str, Any]:
         arguments = self._arguments(task)
-        key = repr(sorted(arguments.items(), key=lambda kv: kv[0]))  # another run's metadata loads afresh
-        if self._loaded.get("key") != key:
-            self._loaded.clear()
-            self._loaded["key"] = key
-        if "splits" not in self._loaded:
+        key = repr(sorted(arguments.items()))  # loaded once per arguments: another run's metadata loads afresh
+        if key not in self._loaded:
             try:
                 out = self.loader(**arguments)
             except LmevalError:
@@ -177,8 +174,8 @@ class CustomDataset:
                     f"task {task!r}: custom_dataset loader {self.loader!r} must return a mapping of split to "
                     f"documents, got {type(out).__name__}"
                 )
-            self._loaded["splits"] = out
-        return self._loaded["splits"]
+            self._loaded[key] = out
+        return self._loaded[key]
 
     def rows(self, split: str, data_dir: Path | None, task: str) -> list[dict[str, Any]]:
         splits = self._splits(task)
